@@ -1,0 +1,4 @@
+//! Configuration: blackbox.yml-shaped file structs, validation, and the
+//! runtime model probers use.
+
+pub mod model;

@@ -1,0 +1,8 @@
+//! handshake_exporter: a blackbox-style Prometheus exporter for real-time
+//! services (HTTP, WebSocket, TLS and TCP probes) with a failure reason on
+//! every failed probe.
+
+pub mod config;
+pub mod net;
+pub mod probe_log;
+pub mod prober;

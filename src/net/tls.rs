@@ -1,0 +1,402 @@
+//! TLS client side of every prober: per-module rustls configs built once at
+//! load, and a verifier that records what the server presented.
+//!
+//! The recording happens through a task-local [`ChainRecorder`]: rustls calls
+//! the verifier synchronously inside the handshake future's poll, which runs
+//! in the probe's task, so one shared `ClientConfig` per module serves every
+//! concurrent probe while each probe still gets its own record — including
+//! when verification fails (an expired certificate still yields its expiry).
+
+use std::sync::{Arc, Mutex};
+
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime, pem::PemObject};
+use rustls::{CertificateError, DigitallySignedStruct, SignatureScheme};
+use tokio::io::{AsyncRead, AsyncWrite};
+
+use crate::config::model::{TlsSettings, TlsVersion};
+
+/// Which ALPN list a connection offers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Alpn {
+    /// No ALPN extension (tcp and tls probers).
+    None,
+    /// `http/1.1` only (HTTP with enable_http2: false, WebSocket upgrade).
+    Http1,
+    /// `h2`, `http/1.1`.
+    H2AndHttp1,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TlsBuildError {
+    #[error("tls_config: no certificate found in the CA bundle")]
+    EmptyCaBundle,
+    #[error("tls_config: invalid CA certificate: {0}")]
+    BadCa(String),
+    #[error("tls_config: invalid client certificate: {0}")]
+    BadClientCert(String),
+    #[error("tls_config: invalid client key: {0}")]
+    BadClientKey(String),
+    #[error("tls_config: min_version is greater than max_version")]
+    VersionRange,
+    #[error("tls_config: {0}")]
+    Rustls(#[from] rustls::Error),
+}
+
+/// What the verifier saw during one handshake.
+#[derive(Debug, Default, Clone)]
+pub struct ChainRecord {
+    /// Certificates in the order the server sent them (leaf first).
+    pub presented: Vec<CertificateDer<'static>>,
+    /// The chain that verified: leaf, intermediates, trust anchor (full
+    /// DER when the anchor came from a certificate we hold). Empty when
+    /// verification failed or was skipped.
+    pub verified: Vec<CertificateDer<'static>>,
+    /// The stapled OCSP response, if any.
+    pub ocsp: Option<Vec<u8>>,
+    /// Why verification failed, when it did.
+    pub verify_error: Option<CertificateError>,
+}
+
+/// Per-handshake sink the verifier writes into (see module docs).
+#[derive(Debug, Default, Clone)]
+pub struct ChainRecorder(Arc<Mutex<ChainRecord>>);
+
+impl ChainRecorder {
+    pub fn snapshot(&self) -> ChainRecord {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    fn update(&self, f: impl FnOnce(&mut ChainRecord)) {
+        f(&mut self.0.lock().unwrap_or_else(|e| e.into_inner()));
+    }
+}
+
+tokio::task_local! {
+    static RECORDER: ChainRecorder;
+}
+
+/// A root certificate we can map a webpki trust anchor back to, so the
+/// verified chain can include the root's own expiry.
+#[derive(Debug)]
+struct Root {
+    der: CertificateDer<'static>,
+    subject: Vec<u8>,
+    spki: Vec<u8>,
+}
+
+#[derive(Debug)]
+struct RecordingVerifier {
+    provider: Arc<CryptoProvider>,
+    anchors: Vec<rustls::pki_types::TrustAnchor<'static>>,
+    roots: Vec<Root>,
+    insecure: bool,
+}
+
+impl RecordingVerifier {
+    fn verify(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        now: UnixTime,
+    ) -> Result<Vec<CertificateDer<'static>>, CertificateError> {
+        let cert = webpki::EndEntityCert::try_from(end_entity).map_err(map_webpki_error)?;
+        let algs = self.provider.signature_verification_algorithms;
+        let path = match cert.verify_for_usage(
+            algs.all,
+            &self.anchors,
+            intermediates,
+            now,
+            webpki::KeyUsage::server_auth(),
+            None,
+            None,
+        ) {
+            Ok(path) => path,
+            Err(webpki::Error::CaUsedAsEndEntity) if self.is_pinned_self_signed(end_entity) => {
+                // A self-signed CA:TRUE leaf listed in ca_file: Go accepts it,
+                // webpki refuses a CA as end entity. Check time and name only.
+                check_validity(end_entity, now)?;
+                cert.verify_is_valid_for_subject_name(server_name)
+                    .map_err(map_webpki_error)?;
+                return Ok(vec![end_entity.clone().into_owned()]);
+            }
+            Err(e) => return Err(map_webpki_error(e)),
+        };
+        cert.verify_is_valid_for_subject_name(server_name)
+            .map_err(map_webpki_error)?;
+        let mut chain = vec![end_entity.clone().into_owned()];
+        chain.extend(
+            path.intermediate_certificates()
+                .map(|c| c.der().clone().into_owned()),
+        );
+        let anchor = path.anchor();
+        if let Some(root) = self.roots.iter().find(|r| {
+            r.subject.as_slice() == anchor.subject.as_ref()
+                && r.spki.as_slice() == anchor.subject_public_key_info.as_ref()
+        }) {
+            if chain.last() != Some(&root.der) {
+                chain.push(root.der.clone());
+            }
+        }
+        Ok(chain)
+    }
+
+    fn is_pinned_self_signed(&self, end_entity: &CertificateDer<'_>) -> bool {
+        self.roots
+            .iter()
+            .any(|r| r.der.as_ref() == end_entity.as_ref())
+    }
+}
+
+impl ServerCertVerifier for RecordingVerifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        let recorder = RECORDER.try_with(|r| r.clone()).ok();
+        if let Some(r) = &recorder {
+            r.update(|rec| {
+                rec.presented = std::iter::once(end_entity)
+                    .chain(intermediates)
+                    .map(|c| c.clone().into_owned())
+                    .collect();
+                rec.ocsp = (!ocsp_response.is_empty()).then(|| ocsp_response.to_vec());
+            });
+        }
+        if self.insecure {
+            return Ok(ServerCertVerified::assertion());
+        }
+        match self.verify(end_entity, intermediates, server_name, now) {
+            Ok(chain) => {
+                if let Some(r) = &recorder {
+                    r.update(|rec| rec.verified = chain);
+                }
+                Ok(ServerCertVerified::assertion())
+            }
+            Err(e) => {
+                if let Some(r) = &recorder {
+                    r.update(|rec| rec.verify_error = Some(e.clone()));
+                }
+                Err(rustls::Error::InvalidCertificate(e))
+            }
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
+}
+
+fn check_validity(der: &CertificateDer<'_>, now: UnixTime) -> Result<(), CertificateError> {
+    let (_, cert) = x509_parser::parse_x509_certificate(der.as_ref())
+        .map_err(|_| CertificateError::BadEncoding)?;
+    let now = now.as_secs() as i64;
+    if now < cert.validity().not_before.timestamp() {
+        return Err(CertificateError::NotValidYet);
+    }
+    if now > cert.validity().not_after.timestamp() {
+        return Err(CertificateError::Expired);
+    }
+    Ok(())
+}
+
+fn map_webpki_error(e: webpki::Error) -> CertificateError {
+    use webpki::Error as W;
+    match e {
+        W::BadDer | W::BadDerTime | W::TrailingData(_) => CertificateError::BadEncoding,
+        W::CertExpired { .. } => CertificateError::Expired,
+        W::CertNotValidYet { .. } => CertificateError::NotValidYet,
+        W::CertNotValidForName(_) => CertificateError::NotValidForName,
+        W::UnknownIssuer | W::CaUsedAsEndEntity | W::EndEntityUsedAsCa => {
+            CertificateError::UnknownIssuer
+        }
+        W::CertRevoked => CertificateError::Revoked,
+        W::InvalidSignatureForPublicKey
+        | W::UnsupportedSignatureAlgorithmContext(_)
+        | W::UnsupportedSignatureAlgorithmForPublicKeyContext(_) => CertificateError::BadSignature,
+        other => CertificateError::Other(rustls::OtherError(Arc::new(other))),
+    }
+}
+
+/// The system roots, loaded once per process (a blocking file read; called
+/// from config loading, never from a probe).
+fn system_roots() -> &'static [CertificateDer<'static>] {
+    static ROOTS: std::sync::OnceLock<Vec<CertificateDer<'static>>> = std::sync::OnceLock::new();
+    ROOTS.get_or_init(|| {
+        let result = rustls_native_certs::load_native_certs();
+        for err in &result.errors {
+            tracing::warn!(error = %err, "could not load some system root certificates");
+        }
+        result.certs
+    })
+}
+
+/// A module's TLS client: settings plus one rustls config per ALPN list.
+#[derive(Debug)]
+pub struct TlsClient {
+    pub settings: TlsSettings,
+    no_alpn: Arc<rustls::ClientConfig>,
+    http1: Arc<rustls::ClientConfig>,
+    h2: Arc<rustls::ClientConfig>,
+}
+
+impl TlsClient {
+    /// Build at config load: parse the CA bundle and client certificate,
+    /// build the verifier and the three ALPN variants.
+    pub fn build(settings: &TlsSettings) -> Result<Self, TlsBuildError> {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let ca_certs: Vec<CertificateDer<'static>> = match &settings.ca_pem {
+            Some(pem) => {
+                let certs = CertificateDer::pem_slice_iter(pem)
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|e| TlsBuildError::BadCa(e.to_string()))?;
+                if certs.is_empty() {
+                    return Err(TlsBuildError::EmptyCaBundle);
+                }
+                certs
+            }
+            None => system_roots().to_vec(),
+        };
+        let mut anchors = Vec::with_capacity(ca_certs.len());
+        let mut roots = Vec::with_capacity(ca_certs.len());
+        for der in ca_certs {
+            let anchor = match webpki::anchor_from_trusted_cert(&der) {
+                Ok(a) => a.to_owned(),
+                Err(e) if settings.ca_pem.is_some() => {
+                    return Err(TlsBuildError::BadCa(format!("{e:?}")));
+                }
+                Err(_) => continue, // a broken system root is skipped, as Go does
+            };
+            roots.push(Root {
+                subject: anchor.subject.as_ref().to_vec(),
+                spki: anchor.subject_public_key_info.as_ref().to_vec(),
+                der,
+            });
+            anchors.push(anchor);
+        }
+        let verifier = Arc::new(RecordingVerifier {
+            provider: provider.clone(),
+            anchors,
+            roots,
+            insecure: settings.insecure_skip_verify,
+        });
+
+        let versions: Vec<&'static rustls::SupportedProtocolVersion> = {
+            let min = settings.min_version.unwrap_or(TlsVersion::Tls12);
+            let max = settings.max_version.unwrap_or(TlsVersion::Tls13);
+            if min > max {
+                return Err(TlsBuildError::VersionRange);
+            }
+            let mut v = Vec::new();
+            if min <= TlsVersion::Tls12 && max >= TlsVersion::Tls12 {
+                v.push(&rustls::version::TLS12);
+            }
+            if max >= TlsVersion::Tls13 {
+                v.push(&rustls::version::TLS13);
+            }
+            v
+        };
+
+        let client_auth = match &settings.client_cert_pem {
+            Some((cert_pem, key_pem)) => {
+                let certs = CertificateDer::pem_slice_iter(cert_pem)
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|e| TlsBuildError::BadClientCert(e.to_string()))?;
+                if certs.is_empty() {
+                    return Err(TlsBuildError::BadClientCert("no certificate in PEM".into()));
+                }
+                let key = PrivateKeyDer::from_pem_slice(key_pem)
+                    .map_err(|e| TlsBuildError::BadClientKey(e.to_string()))?;
+                Some((certs, key))
+            }
+            None => None,
+        };
+
+        let build = |alpn: Vec<Vec<u8>>| -> Result<Arc<rustls::ClientConfig>, TlsBuildError> {
+            let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
+                .with_protocol_versions(&versions)?
+                .dangerous()
+                .with_custom_certificate_verifier(verifier.clone());
+            let mut config = match &client_auth {
+                Some((certs, key)) => builder.with_client_auth_cert(certs.clone(), key.clone_key())?,
+                None => builder.with_no_client_auth(),
+            };
+            // Resumption would skip the certificate message and the verifier,
+            // leaving nothing to record.
+            config.resumption = rustls::client::Resumption::disabled();
+            config.alpn_protocols = alpn;
+            Ok(Arc::new(config))
+        };
+        Ok(Self {
+            settings: settings.clone(),
+            no_alpn: build(Vec::new())?,
+            http1: build(vec![b"http/1.1".to_vec()])?,
+            h2: build(vec![b"h2".to_vec(), b"http/1.1".to_vec()])?,
+        })
+    }
+
+    fn config(&self, alpn: Alpn) -> Arc<rustls::ClientConfig> {
+        match alpn {
+            Alpn::None => self.no_alpn.clone(),
+            Alpn::Http1 => self.http1.clone(),
+            Alpn::H2AndHttp1 => self.h2.clone(),
+        }
+    }
+
+    /// Run a handshake over `io`, recording the chain whatever the outcome.
+    pub async fn handshake<IO>(
+        &self,
+        io: IO,
+        server_name: ServerName<'static>,
+        alpn: Alpn,
+    ) -> (
+        Result<tokio_rustls::client::TlsStream<IO>, std::io::Error>,
+        ChainRecord,
+    )
+    where
+        IO: AsyncRead + AsyncWrite + Unpin,
+    {
+        let connector = tokio_rustls::TlsConnector::from(self.config(alpn));
+        let recorder = ChainRecorder::default();
+        let result = RECORDER
+            .scope(recorder.clone(), connector.connect(server_name, io))
+            .await;
+        (result, recorder.snapshot())
+    }
+}

@@ -1,0 +1,4 @@
+//! Probers: one shape for all, (deadline, target, module) → result + metrics.
+
+pub mod metrics;
+pub mod reason;
