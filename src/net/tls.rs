@@ -16,6 +16,7 @@ use rustls::{CertificateError, DigitallySignedStruct, SignatureScheme};
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use crate::config::model::{TlsSettings, TlsVersion};
+use crate::prober::reason::{FailureReason, ProbeFailure};
 
 /// Which ALPN list a connection offers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -399,4 +400,46 @@ impl TlsClient {
             .await;
         (result, recorder.snapshot())
     }
+}
+
+/// The failure reason of a failed handshake: certificate problems are
+/// taken from what the verifier recorded, everything else is a handshake
+/// failure (or a reset/timeout of the socket underneath).
+pub fn handshake_failure(err: &std::io::Error, record: &ChainRecord) -> ProbeFailure {
+    if let Some(cert_err) = &record.verify_error {
+        let reason = match cert_err {
+            CertificateError::Expired | CertificateError::ExpiredContext { .. } => {
+                FailureReason::TlsCertExpired
+            }
+            CertificateError::NotValidYet | CertificateError::NotValidYetContext { .. } => {
+                FailureReason::TlsCertNotYetValid
+            }
+            CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. } => {
+                FailureReason::TlsHostnameMismatch
+            }
+            _ => FailureReason::TlsCertUntrusted,
+        };
+        return ProbeFailure::new(reason, format!("TLS certificate verification failed: {cert_err:?}"));
+    }
+    let is_rustls = err
+        .get_ref()
+        .is_some_and(|inner| inner.downcast_ref::<rustls::Error>().is_some());
+    let reason = if is_rustls || err.kind() == std::io::ErrorKind::UnexpectedEof {
+        FailureReason::TlsHandshakeFailed
+    } else {
+        super::io_reason(err)
+    };
+    ProbeFailure::new(reason, format!("TLS handshake failed: {err}"))
+}
+
+/// The name to verify and send as SNI: an IP literal gets no SNI and is
+/// checked against IP SANs.
+pub fn server_name(name: &str) -> Result<ServerName<'static>, ProbeFailure> {
+    let name = super::resolve::unbracket(name);
+    ServerName::try_from(name.to_string()).map_err(|e| {
+        ProbeFailure::new(
+            FailureReason::InvalidTarget,
+            format!("invalid TLS server name {name:?}: {e}"),
+        )
+    })
 }

@@ -1,4 +1,174 @@
-//! Probers: one shape for all, (deadline, target, module) → result + metrics.
+//! Probers: one shape for all — (context with deadline, target, module
+//! settings) → `Result<(), ProbeFailure>`, writing gauges into the
+//! per-request registry as they go.
+//!
+//! [`run_probe`] owns everything common: the registry with the declared
+//! metric set of the prober, the probe log, the single deadline (enforced
+//! here and nowhere else), and the handler metrics (`probe_success`,
+//! `probe_duration_seconds`, `probe_timeout_seconds`, `probe_failure_info`).
 
+pub mod address;
+pub mod http;
 pub mod metrics;
+pub mod phase;
 pub mod reason;
+pub mod tcp;
+pub mod tls;
+pub mod tls_metrics;
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use crate::config::model::{Module, ProberSettings};
+use crate::probe_log::{LogFormat, ProbeLog};
+use metrics::{GaugeSpec, ProbeMetrics};
+use reason::{FailureReason, ProbeFailure};
+
+pub static PROBE_SUCCESS: GaugeSpec =
+    GaugeSpec::always("probe_success", "Displays whether or not the probe was a success");
+pub static PROBE_DURATION: GaugeSpec = GaugeSpec::always(
+    "probe_duration_seconds",
+    "Returns how long the probe took to complete in seconds",
+);
+pub static PROBE_TIMEOUT: GaugeSpec = GaugeSpec::always(
+    "probe_timeout_seconds",
+    "Returns the timeout of the probe in seconds",
+);
+pub static PROBE_FAILURE_INFO: GaugeSpec = GaugeSpec::labelled(
+    "probe_failure_info",
+    "Why the probe failed: exactly one reason when probe_success is 0",
+    &["reason"],
+);
+static HANDLER_METRICS: &[&GaugeSpec] =
+    &[&PROBE_SUCCESS, &PROBE_DURATION, &PROBE_TIMEOUT, &PROBE_FAILURE_INFO];
+
+/// What a prober gets besides its target and settings.
+pub struct ProbeContext<'a> {
+    pub metrics: &'a ProbeMetrics,
+    pub log: &'a ProbeLog,
+    /// The one deadline of this probe; [`run_probe`] cuts the prober there.
+    pub deadline: Instant,
+    /// The `hostname` query parameter (Host header and SNI for http,
+    /// server_name for tcp/tls).
+    pub hostname: Option<&'a str>,
+    on_deadline: Mutex<FailureReason>,
+}
+
+impl ProbeContext<'_> {
+    /// The reason reported if the deadline passes from now on (e.g. a
+    /// WebSocket `expect` still waiting is `expect_failed`, not `timeout`).
+    pub fn set_deadline_reason(&self, reason: FailureReason) {
+        *self.on_deadline.lock().unwrap_or_else(|e| e.into_inner()) = reason;
+    }
+
+    fn deadline_reason(&self) -> FailureReason {
+        *self.on_deadline.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Start timing a phase; the elapsed time is added to `spec{phase}`
+    /// when the guard drops, including when the deadline cancels the probe,
+    /// so the phase metrics show where a timed-out probe was.
+    pub fn phase(&self, spec: &'static GaugeSpec, phase: &'static str) -> phase::PhaseGuard<'_> {
+        phase::PhaseGuard::new(self.metrics, spec, phase)
+    }
+}
+
+/// One probe request, as the `/probe` handler hands it over.
+pub struct ProbeRequest<'a> {
+    pub module: &'a Module,
+    pub target: &'a str,
+    pub hostname: Option<&'a str>,
+    pub timeout: Duration,
+    pub log_format: LogFormat,
+}
+
+/// Everything a finished probe produced.
+pub struct ProbeReport {
+    pub success: bool,
+    pub failure: Option<ProbeFailure>,
+    pub duration: Duration,
+    pub metrics: ProbeMetrics,
+    pub log: ProbeLog,
+}
+
+/// The metric families a prober declares.
+fn declared_metrics(settings: &ProberSettings) -> &'static [&'static [&'static GaugeSpec]] {
+    match settings {
+        ProberSettings::Http(_) => http::METRICS,
+        ProberSettings::Tcp(_) => tcp::METRICS,
+        ProberSettings::Tls(_) => tls::METRICS,
+        ProberSettings::WebSocket(_) => &[],
+    }
+}
+
+/// Run one probe under its deadline.
+pub async fn run_probe(req: ProbeRequest<'_>) -> ProbeReport {
+    let mut declared: Vec<&'static [&'static GaugeSpec]> = vec![HANDLER_METRICS];
+    declared.extend_from_slice(declared_metrics(&req.module.prober));
+    let metrics = ProbeMetrics::new(&declared);
+    let log = ProbeLog::new(&req.module.name, req.target, req.log_format);
+    let timeout_s = req.timeout.as_secs_f64();
+    log.info(
+        "Beginning probe",
+        &[("probe", &req.module.prober.name()), ("timeout_seconds", &timeout_s)],
+    );
+    let start = Instant::now();
+    let cx = ProbeContext {
+        metrics: &metrics,
+        log: &log,
+        deadline: start + req.timeout,
+        hostname: req.hostname,
+        on_deadline: Mutex::new(FailureReason::Timeout),
+    };
+    let result = match tokio::time::timeout_at(cx.deadline, dispatch(&cx, req.target, req.module)).await {
+        Ok(result) => result,
+        Err(_) => Err(ProbeFailure::new(
+            cx.deadline_reason(),
+            format!("probe deadline of {timeout_s}s exceeded"),
+        )),
+    };
+    let duration = start.elapsed();
+    metrics.set(&PROBE_DURATION, duration.as_secs_f64());
+    metrics.set(&PROBE_TIMEOUT, timeout_s);
+    let failure = result.err();
+    match &failure {
+        None => {
+            metrics.set(&PROBE_SUCCESS, 1.0);
+            log.info("Probe succeeded", &[("duration_seconds", &duration.as_secs_f64())]);
+        }
+        Some(f) => {
+            metrics.set(&PROBE_SUCCESS, 0.0);
+            metrics.set_labelled(&PROBE_FAILURE_INFO, &[f.reason.as_str()], 1.0);
+            log.error(
+                "Probe failed",
+                &[
+                    ("reason", &f.reason),
+                    ("err", &f.message),
+                    ("duration_seconds", &duration.as_secs_f64()),
+                ],
+            );
+        }
+    }
+    drop(cx);
+    ProbeReport {
+        success: failure.is_none(),
+        failure,
+        duration,
+        metrics,
+        log,
+    }
+}
+
+async fn dispatch(cx: &ProbeContext<'_>, target: &str, module: &Module) -> Result<(), ProbeFailure> {
+    match &module.prober {
+        ProberSettings::Http(s) => http::probe(cx, target, s).await,
+        ProberSettings::Tcp(s) => tcp::probe(cx, target, s).await,
+        ProberSettings::Tls(s) => tls::probe(cx, target, s).await,
+        ProberSettings::WebSocket(_) => Err(ProbeFailure::new(
+            FailureReason::InvalidTarget,
+            "the websocket prober is not available in this build",
+        )),
+    }
+}

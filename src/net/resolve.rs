@@ -1,0 +1,116 @@
+//! Address selection with blackbox's `preferred_ip_protocol` /
+//! `ip_protocol_fallback` semantics: exactly one address is probed, no happy
+//! eyeballs, so an outage of one family stays visible.
+
+use std::net::IpAddr;
+
+use crate::config::model::{AddressPolicy, IpProtocol};
+
+use super::NetError;
+
+/// Strip the brackets of an IPv6 URL host (`[::1]`).
+pub fn unbracket(host: &str) -> &str {
+    host.strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host)
+}
+
+fn family(ip: &IpAddr) -> IpProtocol {
+    match ip {
+        IpAddr::V4(_) => IpProtocol::V4,
+        IpAddr::V6(_) => IpProtocol::V6,
+    }
+}
+
+/// Resolve `host` to the one address the probe will use.
+///
+/// With fallback: the first address of the preferred family in resolver
+/// order, else the last one of the other family. Without: the first address
+/// of the preferred family, or an error. IP literals resolve to themselves.
+/// The lookup runs getaddrinfo on tokio's blocking pool (hosts file and
+/// nsswitch honoured, as Go's resolver does).
+pub async fn resolve(host: &str, policy: AddressPolicy) -> Result<IpAddr, NetError> {
+    let host = unbracket(host);
+    if let Ok(ip) = host.parse::<IpAddr>() {
+        if !policy.fallback && family(&ip) != policy.preferred {
+            return Err(NetError::Dns(format!(
+                "address {ip} is not of the required IP protocol and fallback is disabled"
+            )));
+        }
+        return Ok(ip);
+    }
+    if host.is_empty() {
+        return Err(NetError::Dns("empty host name".into()));
+    }
+    let addrs: Vec<IpAddr> = tokio::net::lookup_host((host, 0))
+        .await
+        .map_err(|e| NetError::Dns(format!("lookup {host}: {e}")))?
+        .map(|sa| sa.ip())
+        .collect();
+    select_address(&addrs, policy)
+        .ok_or_else(|| NetError::Dns(format!("unable to find ip for {host}; no fallback")))
+}
+
+/// The selection rule alone, separate from the lookup so it is testable.
+pub fn select_address(addrs: &[IpAddr], policy: AddressPolicy) -> Option<IpAddr> {
+    if let Some(ip) = addrs.iter().find(|ip| family(ip) == policy.preferred) {
+        return Some(*ip);
+    }
+    if policy.fallback {
+        return addrs.iter().rev().find(|ip| family(ip) != policy.preferred).copied();
+    }
+    None
+}
+
+/// FNV-1a 32-bit over the address bytes (`probe_ip_addr_hash`).
+pub fn ip_hash(ip: &IpAddr) -> u32 {
+    let bytes: Vec<u8> = match ip {
+        IpAddr::V4(v4) => v4.octets().to_vec(),
+        IpAddr::V6(v6) => v6.octets().to_vec(),
+    };
+    let mut hash: u32 = 0x811c_9dc5;
+    for b in bytes {
+        hash ^= u32::from(b);
+        hash = hash.wrapping_mul(0x0100_0193);
+    }
+    hash
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(preferred: IpProtocol, fallback: bool) -> AddressPolicy {
+        AddressPolicy {
+            preferred,
+            fallback,
+        }
+    }
+
+    #[test]
+    fn hash_matches_blackbox_for_loopback() {
+        // blackbox 0.23 reports 3.668918509e+09 for 127.0.0.1.
+        assert_eq!(ip_hash(&"127.0.0.1".parse().unwrap()), 3_668_918_509);
+    }
+
+    #[test]
+    fn selection_rules() {
+        let v4a: IpAddr = "127.0.0.1".parse().unwrap();
+        let v4b: IpAddr = "127.0.0.2".parse().unwrap();
+        let v6: IpAddr = "::1".parse().unwrap();
+        assert_eq!(select_address(&[v4a, v6], p(IpProtocol::V6, true)), Some(v6));
+        assert_eq!(select_address(&[v4a, v4b], p(IpProtocol::V6, true)), Some(v4b));
+        assert_eq!(select_address(&[v4a, v4b], p(IpProtocol::V6, false)), None);
+        assert_eq!(select_address(&[v6, v4a], p(IpProtocol::V4, false)), Some(v4a));
+        assert_eq!(select_address(&[], p(IpProtocol::V4, true)), None);
+    }
+
+    #[tokio::test]
+    async fn literals_and_localhost() {
+        let ip = resolve("[::1]", AddressPolicy::default()).await.unwrap();
+        assert_eq!(ip, "::1".parse::<IpAddr>().unwrap());
+        let ip = resolve("localhost", p(IpProtocol::V4, false)).await.unwrap();
+        assert!(ip.is_loopback());
+        assert!(resolve("no-such-host.invalid", AddressPolicy::default()).await.is_err());
+    }
+}

@@ -1,0 +1,103 @@
+//! The address-resolution metrics every network prober shares.
+
+use std::net::IpAddr;
+use std::time::Instant;
+
+use super::ProbeContext;
+use super::metrics::GaugeSpec;
+use super::reason::ProbeFailure;
+use crate::config::model::{AddressPolicy, IpProtocol};
+use crate::net::resolve;
+
+pub static DNS_LOOKUP_TIME: GaugeSpec = GaugeSpec::when_set(
+    "probe_dns_lookup_time_seconds",
+    "Returns the time taken for probe dns lookup in seconds",
+);
+pub static IP_PROTOCOL: GaugeSpec = GaugeSpec::when_set(
+    "probe_ip_protocol",
+    "Specifies whether probe ip protocol is IP4 or IP6",
+);
+pub static IP_ADDR_HASH: GaugeSpec =
+    GaugeSpec::when_set("probe_ip_addr_hash", "Specifies the hash of IP address");
+
+pub static METRICS: &[&GaugeSpec] = &[&DNS_LOOKUP_TIME, &IP_PROTOCOL, &IP_ADDR_HASH];
+
+/// Resolve the target host and record the three address metrics (present,
+/// as 0, even when resolution fails — blackbox registers them up front).
+/// `phase` also receives the lookup time when the prober has a resolve phase.
+pub async fn resolve_target(
+    cx: &ProbeContext<'_>,
+    host: &str,
+    policy: AddressPolicy,
+    phase: Option<&'static GaugeSpec>,
+) -> Result<IpAddr, ProbeFailure> {
+    cx.metrics.set(&DNS_LOOKUP_TIME, 0.0);
+    cx.metrics.set(&IP_PROTOCOL, 0.0);
+    cx.metrics.set(&IP_ADDR_HASH, 0.0);
+    let protocol = match policy.preferred {
+        IpProtocol::V4 => "ip4",
+        IpProtocol::V6 => "ip6",
+    };
+    cx.log.info(
+        "Resolving target address",
+        &[("target", &host), ("ip_protocol", &protocol)],
+    );
+    let start = Instant::now();
+    let result = resolve::resolve(host, policy).await;
+    let elapsed = start.elapsed().as_secs_f64();
+    cx.metrics.set(&DNS_LOOKUP_TIME, elapsed);
+    if let Some(spec) = phase {
+        cx.metrics.add_labelled(spec, &["resolve"], elapsed);
+    }
+    match result {
+        Ok(ip) => {
+            cx.metrics
+                .set(&IP_PROTOCOL, if ip.is_ipv4() { 4.0 } else { 6.0 });
+            cx.metrics.set(&IP_ADDR_HASH, f64::from(resolve::ip_hash(&ip)));
+            cx.log.info(
+                "Resolved target address",
+                &[("target", &host), ("ip", &ip)],
+            );
+            Ok(ip)
+        }
+        Err(e) => {
+            cx.log.error("Error resolving address", &[("err", &e)]);
+            Err(e.into())
+        }
+    }
+}
+
+/// Split a `host:port` target (IPv6 literals in brackets).
+pub fn split_host_port(target: &str) -> Result<(String, u16), ProbeFailure> {
+    let bad = |why: &str| {
+        ProbeFailure::new(
+            super::reason::FailureReason::InvalidTarget,
+            format!("Error splitting target address and port: {why}: {target:?}"),
+        )
+    };
+    let (host, port) = target.rsplit_once(':').ok_or_else(|| bad("missing port"))?;
+    if host.contains(':') && !(host.starts_with('[') && host.ends_with(']')) {
+        return Err(bad("too many colons in address"));
+    }
+    let port: u16 = port.parse().map_err(|_| bad("invalid port"))?;
+    let host = resolve::unbracket(host);
+    if host.is_empty() {
+        return Err(bad("missing host"));
+    }
+    Ok((host.to_string(), port))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn splits_targets() {
+        assert_eq!(split_host_port("localhost:22").unwrap(), ("localhost".into(), 22));
+        assert_eq!(split_host_port("[::1]:443").unwrap(), ("::1".into(), 443));
+        assert!(split_host_port("localhost").is_err());
+        assert!(split_host_port("::1:443").is_err());
+        assert!(split_host_port(":80").is_err());
+        assert!(split_host_port("a:99999").is_err());
+    }
+}

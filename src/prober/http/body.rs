@@ -1,0 +1,155 @@
+//! Reading the final response body: streaming decompression (the module's
+//! `compression`, applied whatever Content-Encoding says, as blackbox does),
+//! `body_size_limit` counted after decompression, and the body kept in
+//! memory only when a body regex needs it.
+
+use std::io::Write;
+
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+
+use super::super::reason::{FailureReason, ProbeFailure};
+use super::client::hyper_failure;
+use crate::config::model::Compression;
+
+/// Counts (and optionally keeps) decoded bytes, up to the limit.
+struct Sink {
+    kept: Option<Vec<u8>>,
+    count: u64,
+    limit: Option<u64>,
+    exceeded: bool,
+}
+
+impl Write for Sink {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let room = match self.limit {
+            Some(l) => (l.saturating_sub(self.count)).min(buf.len() as u64) as usize,
+            None => buf.len(),
+        };
+        if room < buf.len() {
+            self.exceeded = true;
+        }
+        self.count += room as u64;
+        if let Some(k) = &mut self.kept {
+            k.extend_from_slice(&buf[..room]);
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+enum Decoder {
+    Identity(Sink),
+    Gzip(flate2::write::GzDecoder<Sink>),
+    Deflate(flate2::write::DeflateDecoder<Sink>),
+    Brotli(Box<brotli_decompressor::DecompressorWriter<Sink>>),
+}
+
+impl Decoder {
+    fn new(compression: Option<Compression>, sink: Sink) -> Self {
+        match compression {
+            None | Some(Compression::Identity) => Decoder::Identity(sink),
+            Some(Compression::Gzip) => Decoder::Gzip(flate2::write::GzDecoder::new(sink)),
+            Some(Compression::Deflate) => Decoder::Deflate(flate2::write::DeflateDecoder::new(sink)),
+            Some(Compression::Brotli) => {
+                Decoder::Brotli(Box::new(brotli_decompressor::DecompressorWriter::new(sink, 4096)))
+            }
+        }
+    }
+
+    fn write(&mut self, data: &[u8]) -> std::io::Result<()> {
+        match self {
+            Decoder::Identity(s) => s.write_all(data),
+            Decoder::Gzip(d) => d.write_all(data),
+            Decoder::Deflate(d) => d.write_all(data),
+            Decoder::Brotli(d) => d.write_all(data),
+        }
+    }
+
+    fn finish(&mut self) -> std::io::Result<()> {
+        match self {
+            Decoder::Identity(_) => Ok(()),
+            Decoder::Gzip(d) => d.try_finish(),
+            Decoder::Deflate(d) => d.try_finish(),
+            Decoder::Brotli(d) => d.close(),
+        }
+    }
+
+    fn sink(&mut self) -> &mut Sink {
+        match self {
+            Decoder::Identity(s) => s,
+            Decoder::Gzip(d) => d.get_mut(),
+            Decoder::Deflate(d) => d.get_mut(),
+            Decoder::Brotli(d) => d.get_mut(),
+        }
+    }
+}
+
+/// The outcome of reading a body.
+pub struct BodyRead {
+    /// Decoded bytes read (capped at the limit).
+    pub bytes: u64,
+    /// The decoded body, when it was kept.
+    pub body: Option<Vec<u8>>,
+    pub error: Option<ProbeFailure>,
+}
+
+/// Read the whole body through the decoder.
+pub async fn read_body(mut body: Incoming, compression: Option<Compression>, limit: Option<u64>, keep: bool) -> BodyRead {
+    let sink = Sink {
+        kept: keep.then(Vec::new),
+        count: 0,
+        limit,
+        exceeded: false,
+    };
+    let mut decoder = Decoder::new(compression, sink);
+    let mut error = None;
+    loop {
+        match body.frame().await {
+            None => {
+                if let Err(e) = decoder.finish() {
+                    error = Some(decode_failure(&e));
+                }
+                break;
+            }
+            Some(Err(e)) => {
+                error = Some(hyper_failure(&e, "Failed to read HTTP response body"));
+                break;
+            }
+            Some(Ok(frame)) => {
+                let Ok(data) = frame.into_data() else { continue };
+                if let Err(e) = decoder.write(&data) {
+                    error = Some(decode_failure(&e));
+                    break;
+                }
+                if decoder.sink().exceeded {
+                    break;
+                }
+            }
+        }
+    }
+    let sink = decoder.sink();
+    if sink.exceeded {
+        error = Some(ProbeFailure::new(
+            FailureReason::BodySizeLimit,
+            format!("response body exceeds body_size_limit of {} bytes", limit.unwrap_or_default()),
+        ));
+    }
+    BodyRead {
+        bytes: sink.count,
+        body: sink.kept.take(),
+        error,
+    }
+}
+
+/// A body that does not decode with the configured compression is a broken
+/// answer from the server.
+fn decode_failure(e: &std::io::Error) -> ProbeFailure {
+    ProbeFailure::new(
+        FailureReason::NetworkError,
+        format!("Failed to decompress the response body: {e}"),
+    )
+}

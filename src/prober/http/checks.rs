@@ -1,0 +1,168 @@
+//! Response checks in blackbox's order; the first failure is the probe's
+//! reason. Pure over the response view, so each rule is testable alone.
+
+use http::HeaderMap;
+
+use super::super::reason::{FailureReason, ProbeFailure};
+use super::metrics::version_string;
+use crate::config::model::{HeaderMatch, HttpSettings};
+
+/// What the checks look at.
+pub struct ResponseView<'a> {
+    pub status: u16,
+    pub version: http::Version,
+    pub headers: &'a HeaderMap,
+    /// The decoded body, when a body regex needed it kept.
+    pub body: Option<&'a [u8]>,
+    pub body_error: Option<&'a ProbeFailure>,
+    pub ssl: bool,
+    /// The redirect limit (10) was hit and this is the refused 3xx.
+    pub redirect_limit_hit: bool,
+}
+
+/// The verdict, plus whether a regex check was the cause
+/// (`probe_failed_due_to_regex`).
+pub struct Verdict {
+    pub result: Result<(), ProbeFailure>,
+    pub failed_due_to_regex: bool,
+}
+
+fn fail(reason: FailureReason, msg: String) -> Result<(), ProbeFailure> {
+    Err(ProbeFailure::new(reason, msg))
+}
+
+pub fn status_is_valid(s: &HttpSettings, status: u16) -> bool {
+    if s.valid_status_codes.is_empty() {
+        (200..300).contains(&status)
+    } else {
+        s.valid_status_codes.contains(&status)
+    }
+}
+
+fn header_values<'a>(headers: &'a HeaderMap, m: &HeaderMatch) -> Vec<&'a str> {
+    headers
+        .get_all(&m.header)
+        .iter()
+        .map(|v| v.to_str().unwrap_or_default())
+        .collect()
+}
+
+fn check_headers(s: &HttpSettings, headers: &HeaderMap) -> Result<(), ProbeFailure> {
+    for m in &s.fail_if_header_matches {
+        let values = header_values(headers, m);
+        if values.is_empty() {
+            if !m.allow_missing {
+                return fail(FailureReason::HttpHeaderRegex, format!("Missing required header {}", m.header));
+            }
+            continue;
+        }
+        if let Some(v) = values.iter().find(|v| m.regexp.is_match(v)) {
+            return fail(
+                FailureReason::HttpHeaderRegex,
+                format!("Header {} matched regular expression {:?}: {v:?}", m.header, m.regexp.as_str()),
+            );
+        }
+    }
+    for m in &s.fail_if_header_not_matches {
+        let values = header_values(headers, m);
+        if values.is_empty() {
+            if !m.allow_missing {
+                return fail(FailureReason::HttpHeaderRegex, format!("Missing required header {}", m.header));
+            }
+            continue;
+        }
+        if !values.iter().any(|v| m.regexp.is_match(v)) {
+            return fail(
+                FailureReason::HttpHeaderRegex,
+                format!("Header {} did not match regular expression {:?}", m.header, m.regexp.as_str()),
+            );
+        }
+    }
+    Ok(())
+}
+
+fn check_body(s: &HttpSettings, body: &[u8]) -> Result<(), ProbeFailure> {
+    for re in &s.fail_if_body_matches_regexp {
+        if re.is_match(body) {
+            return fail(
+                FailureReason::HttpBodyRegex,
+                format!("Body matched regular expression {:?}", re.as_str()),
+            );
+        }
+    }
+    for re in &s.fail_if_body_not_matches_regexp {
+        if !re.is_match(body) {
+            return fail(
+                FailureReason::HttpBodyRegex,
+                format!("Body did not match regular expression {:?}", re.as_str()),
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Whether the body must be kept in memory for the checks.
+pub fn needs_body(s: &HttpSettings) -> bool {
+    !s.fail_if_body_matches_regexp.is_empty() || !s.fail_if_body_not_matches_regexp.is_empty()
+}
+
+pub fn evaluate(s: &HttpSettings, r: &ResponseView<'_>) -> Verdict {
+    let mut failed_due_to_regex = false;
+    let result = (|| {
+        if !status_is_valid(s, r.status) {
+            if r.redirect_limit_hit {
+                return fail(
+                    FailureReason::RedirectLimit,
+                    format!("stopped after 10 redirects (last status {})", r.status),
+                );
+            }
+            return fail(
+                FailureReason::HttpStatus,
+                format!("Invalid HTTP response status code {}, wanted {}", r.status, wanted(s)),
+            );
+        }
+        if let Err(e) = check_headers(s, r.headers) {
+            failed_due_to_regex = true;
+            return Err(e);
+        }
+        if let Some(body) = r.body {
+            if r.body_error.is_none() {
+                if let Err(e) = check_body(s, body) {
+                    failed_due_to_regex = true;
+                    return Err(e);
+                }
+            }
+        }
+        if let Some(e) = r.body_error {
+            return Err(e.clone());
+        }
+        if !s.valid_http_versions.is_empty() {
+            let proto = version_string(r.version);
+            if !s.valid_http_versions.iter().any(|v| v == proto) {
+                return fail(
+                    FailureReason::HttpVersion,
+                    format!("Invalid HTTP version number {proto}, wanted one of {:?}", s.valid_http_versions),
+                );
+            }
+        }
+        if s.fail_if_ssl && r.ssl {
+            return fail(FailureReason::SslPolicy, "Final request was over SSL".into());
+        }
+        if s.fail_if_not_ssl && !r.ssl {
+            return fail(FailureReason::SslPolicy, "Final request was not over SSL".into());
+        }
+        Ok(())
+    })();
+    Verdict {
+        result,
+        failed_due_to_regex,
+    }
+}
+
+fn wanted(s: &HttpSettings) -> String {
+    if s.valid_status_codes.is_empty() {
+        "2xx".into()
+    } else {
+        format!("{:?}", s.valid_status_codes)
+    }
+}

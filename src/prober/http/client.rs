@@ -1,0 +1,354 @@
+//! One HTTP round trip on a fresh connection, each phase timed: resolve,
+//! connect (incl. a proxy CONNECT), tls, processing (request written until
+//! the response head is parsed). The body is read by the caller (transfer).
+//!
+//! The client is hyper's connection API over a stream we dialled ourselves,
+//! so no pool, no hidden retries, and no phase we cannot see. Keep-alive is
+//! off (blackbox's behaviour): every hop opens its own connection, which is
+//! why phases are summed over redirects.
+
+use std::net::{IpAddr, SocketAddr};
+
+use bytes::Bytes;
+use http::header::{self, HeaderMap, HeaderValue};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use super::super::reason::{FailureReason, ProbeFailure};
+use super::super::tcp::Stream;
+use super::super::tls_metrics::{self, TlsOutcome};
+use super::super::ProbeContext;
+use super::metrics::HTTP_DURATION;
+use crate::config::model::{ClientSettings, HttpSettings, ProxySettings};
+use crate::net::{dial, io_reason, resolve, tls::Alpn};
+
+/// Aborts the task driving a connection when dropped, so a cancelled or
+/// finished probe never leaves a socket behind.
+pub struct ConnectionTask(tokio::task::JoinHandle<()>);
+
+impl Drop for ConnectionTask {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// What one hop sends.
+pub struct Hop<'a> {
+    /// The URL with its real host name (not the resolved IP).
+    pub url: &'a url::Url,
+    /// Pre-resolved address of the URL host; None = resolve now.
+    pub address: Option<IpAddr>,
+    pub host_header: &'a str,
+    /// TLS server name (SNI and verification).
+    pub server_name: &'a str,
+    pub method: http::Method,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+/// The response head of one hop, with the connection kept alive for the body.
+pub struct HopResponse {
+    pub response: http::Response<Incoming>,
+    /// The TLS handshake of this hop, when it was https.
+    pub tls: Option<TlsOutcome>,
+    pub connection: ConnectionTask,
+}
+
+/// The proxy to use for `url`, if any (`proxy_url` or the environment,
+/// minus `no_proxy`).
+pub fn proxy_for(url: &url::Url, settings: Option<&ProxySettings>) -> Option<url::Url> {
+    let settings = settings?;
+    let (proxy, no_proxy) = if let Some(u) = &settings.url {
+        (Some(u.clone()), settings.no_proxy.clone())
+    } else if settings.from_environment {
+        let var = |names: &[&str]| names.iter().find_map(|n| std::env::var(n).ok()).filter(|v| !v.is_empty());
+        let proxy = if url.scheme() == "https" {
+            var(&["HTTPS_PROXY", "https_proxy"])
+        } else {
+            var(&["HTTP_PROXY", "http_proxy"])
+        };
+        let no_proxy = var(&["NO_PROXY", "no_proxy"])
+            .map(|v| v.split(',').map(|s| s.trim().to_string()).collect())
+            .unwrap_or_default();
+        let proxy = proxy.and_then(|p| {
+            let p = if p.contains("://") { p } else { format!("http://{p}") };
+            url::Url::parse(&p).ok()
+        });
+        (proxy, no_proxy)
+    } else {
+        (None, Vec::new())
+    };
+    let proxy = proxy?;
+    let host = resolve::unbracket(url.host_str().unwrap_or_default()).to_ascii_lowercase();
+    let port = url.port_or_known_default().unwrap_or(80);
+    if no_proxy.iter().any(|entry| no_proxy_matches(entry, &host, port)) {
+        return None;
+    }
+    Some(proxy)
+}
+
+fn no_proxy_matches(entry: &str, host: &str, port: u16) -> bool {
+    let entry = entry.trim().to_ascii_lowercase();
+    if entry.is_empty() {
+        return false;
+    }
+    if entry == "*" {
+        return true;
+    }
+    if let Some((net, bits)) = entry.split_once('/') {
+        let (Ok(net), Ok(bits), Ok(ip)) = (net.parse::<IpAddr>(), bits.parse::<u32>(), host.parse::<IpAddr>()) else {
+            return false;
+        };
+        return cidr_contains(net, bits, ip);
+    }
+    let (name, entry_port) = match entry.rsplit_once(':') {
+        Some((n, p)) if !n.contains(':') || n.ends_with(']') => (n, p.parse::<u16>().ok()),
+        _ => (entry.as_str(), None),
+    };
+    if entry_port.is_some_and(|p| p != port) {
+        return false;
+    }
+    let name = resolve::unbracket(name.trim_start_matches("*."));
+    let name = name.trim_start_matches('.');
+    host == name || host.ends_with(&format!(".{name}"))
+}
+
+fn cidr_contains(net: IpAddr, bits: u32, ip: IpAddr) -> bool {
+    match (net, ip) {
+        (IpAddr::V4(n), IpAddr::V4(i)) if bits <= 32 => {
+            let mask = if bits == 0 { 0 } else { u32::MAX << (32 - bits) };
+            u32::from(n) & mask == u32::from(i) & mask
+        }
+        (IpAddr::V6(n), IpAddr::V6(i)) if bits <= 128 => {
+            let mask = if bits == 0 { 0 } else { u128::MAX << (128 - bits) };
+            u128::from(n) & mask == u128::from(i) & mask
+        }
+        _ => false,
+    }
+}
+
+/// Map a hyper client error to a failure reason.
+pub fn hyper_failure(e: &hyper::Error, context: &str) -> ProbeFailure {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(e);
+    while let Some(s) = source {
+        if let Some(io) = s.downcast_ref::<std::io::Error>() {
+            return ProbeFailure::new(io_reason(io), format!("{context}: {e}: {io}"));
+        }
+        source = s.source();
+    }
+    let reason = if e.is_incomplete_message() || e.is_canceled() || e.is_closed() {
+        FailureReason::ConnectionReset
+    } else if e.is_timeout() {
+        FailureReason::Timeout
+    } else {
+        FailureReason::NetworkError
+    };
+    ProbeFailure::new(reason, format!("{context}: {e}"))
+}
+
+async fn resolve_timed(cx: &ProbeContext<'_>, host: &str, s: &HttpSettings) -> Result<IpAddr, ProbeFailure> {
+    let _resolve = cx.phase(&HTTP_DURATION, "resolve");
+    Ok(resolve::resolve(host, s.address).await?)
+}
+
+/// Open a tunnel through an HTTP proxy with CONNECT.
+async fn connect_tunnel(
+    stream: &mut dyn Stream,
+    authority: &str,
+    proxy: &url::Url,
+    client: &ClientSettings,
+) -> Result<(), ProbeFailure> {
+    let mut req = format!("CONNECT {authority} HTTP/1.1\r\nHost: {authority}\r\n");
+    if !proxy.username().is_empty() {
+        use base64::Engine as _;
+        let user = percent_encoding::percent_decode_str(proxy.username()).decode_utf8_lossy();
+        let pass = percent_encoding::percent_decode_str(proxy.password().unwrap_or("")).decode_utf8_lossy();
+        let token = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}"));
+        req.push_str(&format!("Proxy-Authorization: Basic {token}\r\n"));
+    }
+    if let Some(p) = &client.proxy {
+        for (name, value) in &p.connect_headers {
+            req.push_str(&format!("{name}: {value}\r\n"));
+        }
+    }
+    req.push_str("\r\n");
+    let io_fail = |e: std::io::Error| ProbeFailure::new(io_reason(&e), format!("proxy CONNECT: {e}"));
+    stream.write_all(req.as_bytes()).await.map_err(io_fail)?;
+    let mut head = Vec::with_capacity(512);
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        if head.len() > 16 * 1024 {
+            return Err(ProbeFailure::new(FailureReason::NetworkError, "proxy CONNECT: response head too long"));
+        }
+        let n = stream.read(&mut byte).await.map_err(io_fail)?;
+        if n == 0 {
+            return Err(ProbeFailure::new(
+                FailureReason::ConnectionReset,
+                "proxy closed the connection during CONNECT",
+            ));
+        }
+        head.push(byte[0]);
+    }
+    let status_line = String::from_utf8_lossy(&head);
+    let status = status_line.split_whitespace().nth(1).unwrap_or_default();
+    if status != "200" {
+        let line = status_line.lines().next().unwrap_or_default();
+        return Err(ProbeFailure::new(
+            FailureReason::NetworkError,
+            format!("proxy refused CONNECT to {authority}: {line}"),
+        ));
+    }
+    Ok(())
+}
+
+/// Perform one hop: dial (via proxy when configured), TLS for https,
+/// HTTP/1.1 or HTTP/2 by ALPN, and wait for the response head.
+pub async fn round_trip(cx: &ProbeContext<'_>, s: &HttpSettings, hop: Hop<'_>) -> Result<HopResponse, ProbeFailure> {
+    let https = hop.url.scheme() == "https";
+    let host = resolve::unbracket(hop.url.host_str().unwrap_or_default()).to_string();
+    let port = hop.url.port_or_known_default().unwrap_or(if https { 443 } else { 80 });
+    let proxy = proxy_for(hop.url, s.client.proxy.as_ref());
+
+    let dial_addr = match &proxy {
+        Some(p) => {
+            let phost = resolve::unbracket(p.host_str().unwrap_or_default()).to_string();
+            let pport = p.port_or_known_default().unwrap_or(80);
+            SocketAddr::new(resolve_timed(cx, &phost, s).await?, pport)
+        }
+        None => match hop.address {
+            Some(ip) => SocketAddr::new(ip, port),
+            None => SocketAddr::new(resolve_timed(cx, &host, s).await?, port),
+        },
+    };
+
+    let connect = cx.phase(&HTTP_DURATION, "connect");
+    let tcp = dial::connect(dial_addr, None).await?;
+    let mut stream: Box<dyn Stream> = Box::new(tcp);
+    if let (Some(p), true) = (&proxy, https) {
+        let authority = match hop.url.host() {
+            Some(url::Host::Ipv6(v6)) => format!("[{v6}]:{port}"),
+            _ => format!("{host}:{port}"),
+        };
+        connect_tunnel(stream.as_mut(), &authority, p, &s.client).await?;
+    }
+    connect.finish();
+
+    let mut tls = None;
+    let mut h2 = false;
+    if https {
+        let alpn = if s.client.enable_http2 { Alpn::H2AndHttp1 } else { Alpn::Http1 };
+        let handshake = cx.phase(&HTTP_DURATION, "tls");
+        let (result, outcome) = tls_metrics::connect(&s.client.tls, stream, hop.server_name, alpn).await;
+        handshake.finish();
+        match result {
+            Ok(t) => {
+                h2 = t.get_ref().1.alpn_protocol() == Some(b"h2");
+                stream = Box::new(t);
+                tls = Some(outcome);
+            }
+            Err(e) => {
+                // The final response never came: this hop's certificates
+                // are what the probe reports.
+                outcome.record(cx);
+                return Err(e);
+            }
+        }
+    }
+
+    let processing = cx.phase(&HTTP_DURATION, "processing");
+    let io = TokioIo::new(stream);
+    let path = match hop.url.query() {
+        Some(q) => format!("{}?{q}", hop.url.path()),
+        None => hop.url.path().to_string(),
+    };
+    let has_body = !hop.body.is_empty();
+    let mut builder = http::Request::builder().method(hop.method.clone());
+    let (response, connection) = if h2 {
+        let uri = format!("https://{}{}", hop.host_header, path);
+        builder = builder.uri(uri).version(http::Version::HTTP_2);
+        let mut req = builder
+            .body(Full::new(hop.body))
+            .map_err(|e| ProbeFailure::new(FailureReason::InvalidTarget, format!("invalid request: {e}")))?;
+        *req.headers_mut() = hop.headers;
+        let (mut sender, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), io)
+            .await
+            .map_err(|e| hyper_failure(&e, "HTTP/2 handshake"))?;
+        let connection = ConnectionTask(tokio::spawn(async move {
+            let _ = conn.await;
+        }));
+        let response = sender
+            .send_request(req)
+            .await
+            .map_err(|e| hyper_failure(&e, "Error for HTTP request"))?;
+        (response, connection)
+    } else {
+        let uri = if proxy.is_some() && !https {
+            let mut u = hop.url.clone();
+            u.set_fragment(None);
+            u.to_string()
+        } else {
+            path
+        };
+        builder = builder.uri(uri);
+        let mut req = builder
+            .body(Full::new(hop.body))
+            .map_err(|e| ProbeFailure::new(FailureReason::InvalidTarget, format!("invalid request: {e}")))?;
+        let mut headers = HeaderMap::with_capacity(hop.headers.len() + 2);
+        headers.insert(header::HOST, super::request::host_header_value(hop.host_header)?);
+        headers.extend(hop.headers);
+        if !has_body && matches!(hop.method, http::Method::GET | http::Method::HEAD) {
+            headers.remove(header::CONTENT_LENGTH);
+        }
+        headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
+        if let (Some(p), false) = (&proxy, https) {
+            if !p.username().is_empty() {
+                use base64::Engine as _;
+                let user = percent_encoding::percent_decode_str(p.username()).decode_utf8_lossy();
+                let pass = percent_encoding::percent_decode_str(p.password().unwrap_or("")).decode_utf8_lossy();
+                let token = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}"));
+                if let Ok(v) = HeaderValue::from_str(&format!("Basic {token}")) {
+                    headers.insert(header::PROXY_AUTHORIZATION, v);
+                }
+            }
+        }
+        *req.headers_mut() = headers;
+        let (mut sender, conn) = hyper::client::conn::http1::Builder::new()
+            .title_case_headers(true)
+            .handshake(io)
+            .await
+            .map_err(|e| hyper_failure(&e, "HTTP handshake"))?;
+        let connection = ConnectionTask(tokio::spawn(async move {
+            let _ = conn.await;
+        }));
+        let response = sender
+            .send_request(req)
+            .await
+            .map_err(|e| hyper_failure(&e, "Error for HTTP request"))?;
+        (response, connection)
+    };
+    processing.finish();
+    Ok(HopResponse {
+        response,
+        tls,
+        connection,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_proxy_rules() {
+        assert!(no_proxy_matches("*", "a.b", 80));
+        assert!(no_proxy_matches("example.com", "www.example.com", 80));
+        assert!(no_proxy_matches(".example.com", "example.com", 80));
+        assert!(!no_proxy_matches("example.com", "badexample.com", 80));
+        assert!(no_proxy_matches("127.0.0.0/8", "127.0.0.1", 80));
+        assert!(!no_proxy_matches("10.0.0.0/8", "127.0.0.1", 80));
+        assert!(no_proxy_matches("localhost:8080", "localhost", 8080));
+        assert!(!no_proxy_matches("localhost:8080", "localhost", 9090));
+    }
+}
