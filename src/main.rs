@@ -1,1 +1,110 @@
-fn main() {}
+//! The `handshake_exporter` binary: flags, config, signals; everything else
+//! lives in the library.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::Parser as _;
+use handshake_exporter::cli::{Cli, LogFormatArg};
+use handshake_exporter::probe_log::LogFormat;
+use handshake_exporter::server::state::{ConfigSource, ConfigState, mark_success};
+use handshake_exporter::server::{App, Server, ServerOptions, history::History, self_metrics::ExporterMetrics};
+
+const DEFAULT_CONFIG_FILE: &str = "blackbox.yml";
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let log_format = match cli.log_format {
+        LogFormatArg::Logfmt => LogFormat::Logfmt,
+        LogFormatArg::Json => LogFormat::Json,
+    };
+    handshake_exporter::logging::init(cli.log_level.as_str(), log_format);
+    match run(cli, log_format) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(err = format!("{e:#}"), "exiting");
+            eprintln!("handshake_exporter: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn config_source(cli: &Cli) -> ConfigSource {
+    match &cli.config_file {
+        Some(path) => ConfigSource::File(path.clone()),
+        None if PathBuf::from(DEFAULT_CONFIG_FILE).exists() => ConfigSource::File(DEFAULT_CONFIG_FILE.into()),
+        None => {
+            tracing::info!("No {DEFAULT_CONFIG_FILE} found: using the embedded default config");
+            ConfigSource::Embedded
+        }
+    }
+}
+
+fn run(cli: Cli, log_format: LogFormat) -> anyhow::Result<()> {
+    let source = config_source(&cli);
+    let config = ConfigState::load(source.clone()).context("error loading config")?;
+    if cli.config_check {
+        tracing::info!("Config file is ok, exiting...");
+        println!("Config file is ok");
+        return Ok(());
+    }
+    tracing::info!(modules = config.get().modules.len(), "Loaded config file");
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(serve(cli, config, log_format))
+}
+
+async fn serve(cli: Cli, config: ConfigState, log_format: LogFormat) -> anyhow::Result<()> {
+    let metrics = ExporterMetrics::new().context("registering exporter metrics")?;
+    mark_success(&metrics);
+    let web = match &cli.web_config_file {
+        Some(path) => Some(
+            handshake_exporter::server::web_config::WebConfig::load(path)
+                .with_context(|| format!("loading web config {}", path.display()))?,
+        ),
+        None => None,
+    };
+    let app = App {
+        config,
+        history: History::new(cli.history_limit),
+        metrics,
+        options: ServerOptions {
+            listen_addresses: cli.listen_addresses.clone(),
+            timeout_offset: cli.timeout_offset,
+            history_limit: cli.history_limit,
+            log_format,
+        },
+        web,
+    };
+    let server = Server::bind(app).await?;
+    let app = server.app();
+    tokio::spawn(async move {
+        let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else {
+            return;
+        };
+        while hup.recv().await.is_some() {
+            tracing::info!("Received SIGHUP, reloading config");
+            let _ = app.config.reload(&app.metrics).await;
+        }
+    });
+    server.run(shutdown_signal()).await;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => tracing::info!("Received SIGINT, exiting gracefully..."),
+        _ = term => tracing::info!("Received SIGTERM, exiting gracefully..."),
+    }
+}

@@ -1,0 +1,68 @@
+//! Command-line flags, named as blackbox_exporter's.
+
+use std::path::PathBuf;
+
+use clap::{Parser, ValueEnum};
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum LogLevel {
+    Debug,
+    Info,
+    Warn,
+    Error,
+}
+
+impl LogLevel {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LogLevel::Debug => "debug",
+            LogLevel::Info => "info",
+            LogLevel::Warn => "warn",
+            LogLevel::Error => "error",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum LogFormatArg {
+    Logfmt,
+    Json,
+}
+
+/// Blackbox-style Prometheus exporter for HTTP, WebSocket, TLS and TCP probes.
+#[derive(Debug, Parser)]
+#[command(name = "handshake_exporter", version, about)]
+pub struct Cli {
+    /// Blackbox configuration file [default: blackbox.yml; when that file
+    /// does not exist, the embedded default config is used].
+    #[arg(long = "config.file", value_name = "PATH")]
+    pub config_file: Option<PathBuf>,
+
+    /// If true validate the config file and then exit.
+    #[arg(long = "config.check")]
+    pub config_check: bool,
+
+    /// Address on which to expose metrics and web interface (repeatable).
+    #[arg(long = "web.listen-address", value_name = "ADDR", default_value = ":9115")]
+    pub listen_addresses: Vec<String>,
+
+    /// Path to a web configuration file (TLS, basic auth), exporter-toolkit format.
+    #[arg(long = "web.config.file", value_name = "PATH")]
+    pub web_config_file: Option<PathBuf>,
+
+    /// Offset to subtract from the scrape timeout in seconds.
+    #[arg(long = "timeout-offset", default_value_t = 0.5)]
+    pub timeout_offset: f64,
+
+    /// The maximum amount of items to keep in the history.
+    #[arg(long = "history.limit", default_value_t = 100)]
+    pub history_limit: usize,
+
+    /// Only log messages with the given severity or above.
+    #[arg(long = "log.level", value_enum, default_value = "info")]
+    pub log_level: LogLevel,
+
+    /// Output format of log messages.
+    #[arg(long = "log.format", value_enum, default_value = "logfmt")]
+    pub log_format: LogFormatArg,
+}

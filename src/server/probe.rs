@@ -1,0 +1,176 @@
+//! The `/probe` endpoint: parameter checks in blackbox's order, the timeout
+//! rule, the probe itself, history, and the metrics or debug page.
+
+use std::time::{Duration, SystemTime};
+
+use crate::config::model::{Module, ProberSettings};
+use crate::prober::{self, ProbeReport, ProbeRequest};
+
+use super::history::NewEntry;
+use super::{App, Reply};
+
+/// Scrape timeout assumed when Prometheus sends no header (blackbox: 120 s).
+const DEFAULT_SCRAPE_TIMEOUT: f64 = 120.0;
+/// Longest target accepted; longer ones are a 400, not a probe.
+pub const MAX_TARGET_LEN: usize = 4096;
+
+/// blackbox's timeout rule without its zero-deadline footgun:
+/// `min(module timeout, scrape timeout - offset)`; when the offset eats the
+/// whole scrape timeout, `min(module timeout, scrape timeout)` instead of
+/// blackbox's zero (or a module timeout longer than the scrape).
+pub fn probe_timeout(module_timeout: Option<Duration>, header: Option<&str>, offset: f64) -> Result<Duration, String> {
+    let scrape = match header {
+        None => DEFAULT_SCRAPE_TIMEOUT,
+        Some(h) => {
+            let v: f64 = h
+                .trim()
+                .parse()
+                .map_err(|e| format!("Failed to parse timeout from Prometheus header: {e}"))?;
+            if !v.is_finite() || v < 0.0 {
+                return Err(format!("Failed to parse timeout from Prometheus header: invalid value {h:?}"));
+            }
+            if v == 0.0 { DEFAULT_SCRAPE_TIMEOUT } else { v }
+        }
+    };
+    let budget = scrape - offset;
+    let secs = match module_timeout.map(|d| d.as_secs_f64()) {
+        Some(t) if t > 0.0 && budget > 0.0 && t < budget => t,
+        _ if budget > 0.0 => budget,
+        Some(t) if t > 0.0 => t.min(scrape),
+        _ => scrape,
+    };
+    Ok(Duration::from_secs_f64(secs))
+}
+
+/// Reject targets no prober should see: empty, huge, or with control
+/// characters (CRLF would let a target smuggle header lines).
+fn check_target(target: &str) -> Result<(), String> {
+    if target.len() > MAX_TARGET_LEN {
+        return Err(format!("Target parameter is too long ({} bytes, at most {MAX_TARGET_LEN})", target.len()));
+    }
+    if target.chars().any(char::is_control) {
+        return Err("Target parameter contains control characters".into());
+    }
+    Ok(())
+}
+
+fn check_hostname(module: &Module, hostname: &str) -> Result<(), String> {
+    if hostname.is_empty() || hostname.len() > 253 + 6 || hostname.chars().any(|c| c.is_control() || c == ' ') {
+        return Err(format!("Invalid hostname parameter {hostname:?}"));
+    }
+    if let ProberSettings::Http(h) = &module.prober {
+        if let Some(host) = &h.host {
+            if !host.eq_ignore_ascii_case(hostname) {
+                return Err(format!(
+                    "host header defined both in module configuration ({host}) and with URL-parameter 'hostname' ({hostname})"
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+pub async fn handle(app: &App, query: &[(String, String)], scrape_timeout: Option<&str>) -> Reply {
+    let param = |name: &str| query.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
+    let config = app.config.get();
+    let module_name = param("module").filter(|m| !m.is_empty()).unwrap_or("http_2xx");
+    let Some(module) = config.modules.get(module_name).cloned() else {
+        app.metrics.module_unknown_total.inc();
+        return Reply::text(400, format!("Unknown module {module_name:?}\n"));
+    };
+    let timeout = match probe_timeout(module.timeout, scrape_timeout, app.options.timeout_offset) {
+        Ok(t) => t,
+        Err(e) => return Reply::text(500, format!("{e}\n")),
+    };
+    let target = match param("target") {
+        Some(t) if !t.is_empty() => t,
+        _ => return Reply::text(400, "Target parameter is missing\n".to_string()),
+    };
+    if let Err(e) = check_target(target) {
+        return Reply::text(400, format!("{e}\n"));
+    }
+    let hostname = param("hostname").filter(|h| !h.is_empty());
+    if let Some(h) = hostname {
+        if let Err(e) = check_hostname(&module, h) {
+            return Reply::text(400, format!("{e}\n"));
+        }
+    }
+    let debug = param("debug") == Some("true");
+
+    app.metrics.probes_in_flight.inc();
+    let report = prober::run_probe(ProbeRequest {
+        module: &module,
+        target,
+        hostname,
+        timeout,
+        log_format: app.options.log_format,
+    })
+    .await;
+    app.metrics.probes_in_flight.dec();
+    app.metrics
+        .observe_probe(module_name, report.success, report.duration.as_secs_f64());
+
+    let debug_page = debug_output(&report, &module);
+    app.history.add(NewEntry {
+        module: module_name.to_string(),
+        target: target.to_string(),
+        success: report.success,
+        failure_reason: report.failure.as_ref().map(|f| f.reason.as_str().to_string()),
+        duration_seconds: report.duration.as_secs_f64(),
+        finished_at: SystemTime::now(),
+        debug_output: debug_page.clone(),
+    });
+    if debug {
+        Reply::text(200, debug_page)
+    } else {
+        Reply::metrics(report.metrics.encode_text())
+    }
+}
+
+/// blackbox's three-section debug page.
+pub fn debug_output(report: &ProbeReport, module: &Module) -> String {
+    format!(
+        "Logs for the probe:\n{}\n\n\nMetrics that would have been returned:\n{}\n\n\nModule configuration:\n{}\n",
+        report.log.text(),
+        report.metrics.encode_text(),
+        module.masked_yaml
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(module: Option<f64>, header: Option<&str>) -> f64 {
+        probe_timeout(module.map(Duration::from_secs_f64), header, 0.5)
+            .unwrap()
+            .as_secs_f64()
+    }
+
+    #[test]
+    fn timeout_rule_matches_blackbox_table() {
+        assert_eq!(t(None, Some("15")), 14.5);
+        assert_eq!(t(Some(5.0), Some("15")), 5.0);
+        assert_eq!(t(Some(20.0), Some("15")), 14.5);
+        assert_eq!(t(Some(10.0), None), 10.0);
+        assert_eq!(t(None, None), 119.5);
+        assert_eq!(t(None, Some("0")), 119.5);
+    }
+
+    #[test]
+    fn no_zero_deadline() {
+        // blackbox gives 0 here; we give the probe the scrape timeout.
+        assert_eq!(t(None, Some("0.2")), 0.2);
+        assert_eq!(t(Some(5.0), Some("0.2")), 0.2);
+        assert_eq!(t(Some(0.1), Some("0.2")), 0.1);
+        assert!(probe_timeout(None, Some("abc"), 0.5).is_err());
+        assert!(probe_timeout(None, Some("-1"), 0.5).is_err());
+    }
+
+    #[test]
+    fn targets_checked() {
+        assert!(check_target("http://a/\r\nX: y").is_err());
+        assert!(check_target(&"a".repeat(10_000)).is_err());
+        assert!(check_target("http://a/").is_ok());
+    }
+}
