@@ -15,6 +15,7 @@ pub mod reason;
 pub mod tcp;
 pub mod tls;
 pub mod tls_metrics;
+pub mod websocket;
 
 use std::sync::Mutex;
 use std::time::Duration;
@@ -99,7 +100,7 @@ fn declared_metrics(settings: &ProberSettings) -> &'static [&'static [&'static G
         ProberSettings::Http(_) => http::METRICS,
         ProberSettings::Tcp(_) => tcp::METRICS,
         ProberSettings::Tls(_) => tls::METRICS,
-        ProberSettings::WebSocket(_) => &[],
+        ProberSettings::WebSocket(_) => websocket::METRICS,
     }
 }
 
@@ -166,9 +167,6 @@ async fn dispatch(cx: &ProbeContext<'_>, target: &str, module: &Module) -> Resul
         ProberSettings::Http(s) => http::probe(cx, target, s).await,
         ProberSettings::Tcp(s) => tcp::probe(cx, target, s).await,
         ProberSettings::Tls(s) => tls::probe(cx, target, s).await,
-        ProberSettings::WebSocket(_) => Err(ProbeFailure::new(
-            FailureReason::InvalidTarget,
-            "the websocket prober is not available in this build",
-        )),
+        ProberSettings::WebSocket(s) => websocket::probe(cx, target, s).await,
     }
 }

@@ -28,6 +28,18 @@ use crate::net::{dial, io_reason, resolve, tls::Alpn};
 /// finished probe never leaves a socket behind.
 pub struct ConnectionTask(tokio::task::JoinHandle<()>);
 
+impl ConnectionTask {
+    /// Drive a connection future in its own task, aborted on drop.
+    pub fn spawn<F>(conn: F) -> Self
+    where
+        F: std::future::Future + Send + 'static,
+    {
+        Self(tokio::spawn(async move {
+            let _ = conn.await;
+        }))
+    }
+}
+
 impl Drop for ConnectionTask {
     fn drop(&mut self) {
         self.0.abort();
@@ -154,7 +166,7 @@ async fn resolve_timed(cx: &ProbeContext<'_>, host: &str, s: &HttpSettings) -> R
 }
 
 /// Open a tunnel through an HTTP proxy with CONNECT.
-async fn connect_tunnel(
+pub(crate) async fn connect_tunnel(
     stream: &mut dyn Stream,
     authority: &str,
     proxy: &url::Url,
@@ -275,9 +287,7 @@ pub async fn round_trip(cx: &ProbeContext<'_>, s: &HttpSettings, hop: Hop<'_>) -
         let (mut sender, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), io)
             .await
             .map_err(|e| hyper_failure(&e, "HTTP/2 handshake"))?;
-        let connection = ConnectionTask(tokio::spawn(async move {
-            let _ = conn.await;
-        }));
+        let connection = ConnectionTask::spawn(conn);
         let response = sender
             .send_request(req)
             .await
@@ -319,9 +329,7 @@ pub async fn round_trip(cx: &ProbeContext<'_>, s: &HttpSettings, hop: Hop<'_>) -
             .handshake(io)
             .await
             .map_err(|e| hyper_failure(&e, "HTTP handshake"))?;
-        let connection = ConnectionTask(tokio::spawn(async move {
-            let _ = conn.await;
-        }));
+        let connection = ConnectionTask::spawn(conn);
         let response = sender
             .send_request(req)
             .await

@@ -1,0 +1,527 @@
+//! `prober: websocket` — the real browser handshake, measured phase by
+//! phase, with a reason when it fails.
+//!
+//! The HTTP/1.1 upgrade is done with hyper over the stream we dialled, so a
+//! non-101 answer keeps its status and headers (that is what tells a proxy
+//! that dropped `Upgrade` from a backend that is down). The 101 is checked
+//! here (`Sec-WebSocket-Accept`, `Upgrade`, `Connection`, subprotocol) with
+//! browser semantics — a server that does not echo an offered subprotocol is
+//! accepted unless the module requires one — and the upgraded stream is then
+//! handed to tungstenite for the message exchange, ping and close.
+
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use bytes::Bytes;
+use futures_util::{SinkExt, StreamExt};
+use http::header::{self, HeaderMap, HeaderValue};
+use http_body_util::Empty;
+use hyper_util::rt::TokioIo;
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, frame::coding::CloseCode};
+use tokio_tungstenite::tungstenite::{Message, handshake::derive_accept_key};
+
+use super::address;
+use super::http::client::{ConnectionTask, connect_tunnel, hyper_failure, proxy_for};
+use super::http::request::{append_extra_headers, authorization_value, default_user_agent};
+use super::metrics::{GaugeSpec, Presence};
+use super::reason::{FailureReason, ProbeFailure};
+use super::tcp::Stream;
+use super::{ProbeContext, tls_metrics};
+use crate::config::model::{WebSocketSettings, WsStep};
+use crate::net::{dial, resolve, tls::Alpn};
+
+pub static WS_DURATION: GaugeSpec = GaugeSpec {
+    name: "probe_websocket_duration_seconds",
+    help: "Duration of the WebSocket probe by phase",
+    presence: Presence::Always,
+    label_names: &["phase"],
+    initial: &[&["connect"], &["processing"], &["tls"], &["transfer"]],
+};
+pub static STATUS_CODE: GaugeSpec = GaugeSpec::always(
+    "probe_websocket_status_code",
+    "HTTP status code of the WebSocket handshake response, 0 if none",
+);
+pub static CONNECTION_UPGRADED: GaugeSpec = GaugeSpec::always(
+    "probe_websocket_connection_upgraded",
+    "Whether the connection was upgraded to a WebSocket",
+);
+pub static FAILED_DUE_TO_REGEX: GaugeSpec = GaugeSpec::always(
+    "probe_websocket_failed_due_to_regex",
+    "Whether a query_response expect failed",
+);
+pub static SSL: GaugeSpec =
+    GaugeSpec::always("probe_websocket_ssl", "Whether the WebSocket connection used TLS (wss)");
+pub static HTTP_VERSION: GaugeSpec = GaugeSpec::when_set(
+    "probe_websocket_http_version",
+    "HTTP version of the handshake: 1.1, or 2 for RFC 8441 WebSockets over HTTP/2",
+);
+pub static SUBPROTOCOL_INFO: GaugeSpec = GaugeSpec::labelled(
+    "probe_websocket_subprotocol_info",
+    "The subprotocol the server selected",
+    &["subprotocol"],
+);
+pub static PING_RTT: GaugeSpec = GaugeSpec::when_set(
+    "probe_websocket_ping_rtt_seconds",
+    "Round trip time of a WebSocket ping/pong",
+);
+pub static CLOSE_CODE: GaugeSpec = GaugeSpec::when_set(
+    "probe_websocket_close_code",
+    "Close code the server sent, when it sent one",
+);
+
+pub static METRICS: &[&[&GaugeSpec]] = &[
+    address::METRICS,
+    tls_metrics::METRICS,
+    &[
+        &WS_DURATION,
+        &STATUS_CODE,
+        &CONNECTION_UPGRADED,
+        &FAILED_DUE_TO_REGEX,
+        &SSL,
+        &HTTP_VERSION,
+        &SUBPROTOCOL_INFO,
+        &PING_RTT,
+        &CLOSE_CODE,
+    ],
+];
+
+type Ws = WebSocketStream<TokioIo<hyper::upgrade::Upgraded>>;
+
+fn fail(reason: FailureReason, msg: impl Into<String>) -> ProbeFailure {
+    ProbeFailure::new(reason, msg)
+}
+
+/// Parse a websocket target; `http(s)://` maps to `ws(s)://`.
+pub fn parse_target(target: &str) -> Result<url::Url, ProbeFailure> {
+    let url = url::Url::parse(target)
+        .map_err(|e| fail(FailureReason::InvalidTarget, format!("Could not parse target URL {target:?}: {e}")))?;
+    let secure = match url.scheme() {
+        "ws" | "http" => false,
+        "wss" | "https" => true,
+        other => {
+            return Err(fail(
+                FailureReason::InvalidTarget,
+                format!("unsupported scheme {other:?}: use ws://, wss://, http:// or https://"),
+            ));
+        }
+    };
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err(fail(FailureReason::InvalidTarget, format!("target {target:?} has no host")));
+    }
+    let mut url = url;
+    let port = url.port_or_known_default();
+    // set_scheme refuses special→non-special changes; rebuild instead.
+    let rebuilt = format!(
+        "{}://{}{}",
+        if secure { "wss" } else { "ws" },
+        &url[url::Position::BeforeHost..url::Position::AfterPort],
+        &url[url::Position::BeforePath..]
+    );
+    url = url::Url::parse(&rebuilt).map_err(|e| fail(FailureReason::InvalidTarget, format!("{e}")))?;
+    if url.port().is_none() {
+        if let Some(p) = port {
+            let default = if secure { 443 } else { 80 };
+            if p != default {
+                let _ = url.set_port(Some(p));
+            }
+        }
+    }
+    Ok(url)
+}
+
+/// The status of a refused upgrade, as a reason.
+pub fn classify_status(status: u16) -> FailureReason {
+    match status {
+        502..=504 => FailureReason::UpstreamUnavailable,
+        400..=499 => FailureReason::UpgradeRejected,
+        500..=599 => FailureReason::ServerError,
+        _ => FailureReason::UpgradeIgnored,
+    }
+}
+
+fn has_token(headers: &HeaderMap, name: header::HeaderName, token: &str) -> bool {
+    headers.get_all(name).iter().any(|v| {
+        v.to_str()
+            .unwrap_or_default()
+            .split(',')
+            .any(|t| t.trim().eq_ignore_ascii_case(token))
+    })
+}
+
+pub async fn probe(cx: &ProbeContext<'_>, target: &str, s: &WebSocketSettings) -> Result<(), ProbeFailure> {
+    let url = parse_target(target)?;
+    let secure = url.scheme() == "wss";
+    let host = resolve::unbracket(url.host_str().unwrap_or_default()).to_string();
+    let port = url.port_or_known_default().unwrap_or(if secure { 443 } else { 80 });
+    let host_header = match cx.hostname {
+        Some(h) => h.to_string(),
+        None => match url.port() {
+            Some(p) => format!("{}:{p}", url.host_str().unwrap_or_default()),
+            None => url.host_str().unwrap_or_default().to_string(),
+        },
+    };
+    cx.metrics.set(&SSL, if secure { 1.0 } else { 0.0 });
+
+    // resolve + connect (through an HTTP proxy with CONNECT when configured)
+    let proxy_url = proxy_for(&http_equivalent(&url), s.client.proxy.as_ref());
+    let target_ip = address::resolve_target(cx, &host, s.address, Some(&WS_DURATION)).await?;
+    let dial_addr = match &proxy_url {
+        Some(p) => {
+            let phost = resolve::unbracket(p.host_str().unwrap_or_default()).to_string();
+            let ip = resolve::resolve(&phost, s.address).await?;
+            SocketAddr::new(ip, p.port_or_known_default().unwrap_or(80))
+        }
+        None => SocketAddr::new(target_ip, port),
+    };
+    let connect = cx.phase(&WS_DURATION, "connect");
+    let tcp = dial::connect(dial_addr, None).await?;
+    let mut stream: Box<dyn Stream> = Box::new(tcp);
+    if let Some(p) = &proxy_url {
+        let authority = match url.host() {
+            Some(url::Host::Ipv6(v6)) => format!("[{v6}]:{port}"),
+            _ => format!("{host}:{port}"),
+        };
+        connect_tunnel(stream.as_mut(), &authority, p, &s.client).await?;
+    }
+    connect.finish();
+    cx.log.info("Connected", &[("address", &dial_addr)]);
+
+    if secure {
+        let server_name = s
+            .client
+            .tls
+            .settings
+            .server_name
+            .clone()
+            .or_else(|| cx.hostname.map(str::to_string))
+            .unwrap_or_else(|| host.clone());
+        let handshake = cx.phase(&WS_DURATION, "tls");
+        let tls = tls_metrics::handshake(cx, &s.client.tls, stream, &server_name, Alpn::Http1).await?;
+        handshake.finish();
+        stream = Box::new(tls);
+    }
+
+    let processing = cx.phase(&WS_DURATION, "processing");
+    let mut ws = upgrade_http1(cx, s, &url, &host_header, stream).await?;
+    processing.finish();
+    cx.metrics.set(&CONNECTION_UPGRADED, 1.0);
+
+    let transfer = cx.phase(&WS_DURATION, "transfer");
+    let result = exchange(cx, s, &mut ws).await;
+    if result.is_ok() {
+        close(cx, &mut ws).await;
+    }
+    transfer.finish();
+    result
+}
+
+/// The http(s) form of a ws(s) URL (for proxy selection).
+fn http_equivalent(url: &url::Url) -> url::Url {
+    let scheme = if url.scheme() == "wss" { "https" } else { "http" };
+    let s = format!("{scheme}{}", &url.as_str()[url.scheme().len()..]);
+    url::Url::parse(&s).unwrap_or_else(|_| url.clone())
+}
+
+async fn upgrade_http1(
+    cx: &ProbeContext<'_>,
+    s: &WebSocketSettings,
+    url: &url::Url,
+    host_header: &str,
+    stream: Box<dyn Stream>,
+) -> Result<Ws, ProbeFailure> {
+    let key = tokio_tungstenite::tungstenite::handshake::client::generate_key();
+    let path = match url.query() {
+        Some(q) => format!("{}?{q}", url.path()),
+        None => url.path().to_string(),
+    };
+    let mut headers = HeaderMap::new();
+    headers.insert(
+        header::HOST,
+        HeaderValue::from_str(host_header)
+            .map_err(|_| fail(FailureReason::InvalidTarget, format!("invalid Host {host_header:?}")))?,
+    );
+    if let Ok(ua) = HeaderValue::from_str(&default_user_agent()) {
+        headers.insert(header::USER_AGENT, ua);
+    }
+    for (name, value) in &s.headers {
+        headers.insert(name.clone(), value.clone());
+    }
+    append_extra_headers(&mut headers, &s.extra_headers).await?;
+    append_extra_headers(&mut headers, &s.client.extra_headers).await?;
+    if let Some(auth) = authorization_value(&s.client).await? {
+        headers.insert(header::AUTHORIZATION, auth);
+    }
+    headers.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
+    headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+    headers.insert(header::SEC_WEBSOCKET_VERSION, HeaderValue::from_static("13"));
+    headers.insert(
+        header::SEC_WEBSOCKET_KEY,
+        HeaderValue::from_str(&key).map_err(|_| fail(FailureReason::InvalidTarget, "bad key"))?,
+    );
+    if !s.subprotocols.is_empty() {
+        let v = HeaderValue::from_str(&s.subprotocols.join(", "))
+            .map_err(|_| fail(FailureReason::InvalidTarget, "invalid subprotocol names"))?;
+        headers.insert(header::SEC_WEBSOCKET_PROTOCOL, v);
+    }
+    let mut req = http::Request::builder()
+        .method(http::Method::GET)
+        .uri(path)
+        .body(Empty::<Bytes>::new())
+        .map_err(|e| fail(FailureReason::InvalidTarget, format!("invalid request: {e}")))?;
+    *req.headers_mut() = headers;
+
+    cx.log.info("Sending WebSocket upgrade request", &[("url", url), ("host", &host_header)]);
+    let (mut sender, conn) = hyper::client::conn::http1::Builder::new()
+        .title_case_headers(true)
+        .handshake(TokioIo::new(stream))
+        .await
+        .map_err(|e| hyper_failure(&e, "HTTP handshake"))?;
+    let _connection = ConnectionTask::spawn(conn.with_upgrades());
+    let mut response = sender
+        .send_request(req)
+        .await
+        .map_err(|e| hyper_failure(&e, "WebSocket upgrade request"))?;
+    let status = response.status().as_u16();
+    cx.metrics.set(&STATUS_CODE, f64::from(status));
+    cx.metrics.set(&HTTP_VERSION, 1.1);
+    cx.log.info("Received handshake response", &[("status_code", &status)]);
+
+    if status != 101 {
+        let reason = classify_status(status);
+        let hint = match reason {
+            FailureReason::UpgradeIgnored => "the server answered as plain HTTP: a proxy/CDN dropped the Upgrade header or this is not a WebSocket endpoint",
+            FailureReason::UpgradeRejected => "the upgrade was refused (a proxy forwarding without Upgrade headers answers 400/426; also auth or origin checks)",
+            FailureReason::UpstreamUnavailable => "the proxy is up but the WebSocket backend is down or over its connection limit",
+            _ => "the server failed the upgrade",
+        };
+        return Err(fail(reason, format!("WebSocket upgrade got HTTP {status}: {hint}")));
+    }
+    let h = response.headers();
+    if !has_token(h, header::UPGRADE, "websocket") {
+        return Err(fail(
+            FailureReason::InvalidHandshake,
+            "101 response without \"Upgrade: websocket\"",
+        ));
+    }
+    if !has_token(h, header::CONNECTION, "upgrade") {
+        return Err(fail(
+            FailureReason::InvalidHandshake,
+            "101 response without \"Connection: Upgrade\"",
+        ));
+    }
+    let expected = derive_accept_key(key.as_bytes());
+    let accept = h.get(header::SEC_WEBSOCKET_ACCEPT).and_then(|v| v.to_str().ok());
+    if accept != Some(expected.as_str()) {
+        return Err(fail(
+            FailureReason::InvalidHandshake,
+            format!("Sec-WebSocket-Accept is {accept:?}, expected {expected:?}"),
+        ));
+    }
+    let selected = h
+        .get(header::SEC_WEBSOCKET_PROTOCOL)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.trim().to_string())
+        .filter(|v| !v.is_empty());
+    match &selected {
+        Some(p) if !s.subprotocols.iter().any(|o| o == p) => {
+            return Err(fail(
+                FailureReason::SubprotocolMismatch,
+                format!("server selected subprotocol {p:?}, which was not offered"),
+            ));
+        }
+        Some(p) => cx.metrics.set_labelled(&SUBPROTOCOL_INFO, &[p], 1.0),
+        None if s.fail_if_subprotocol_not_negotiated => {
+            return Err(fail(
+                FailureReason::SubprotocolMismatch,
+                format!("server selected none of the offered subprotocols {:?}", s.subprotocols),
+            ));
+        }
+        None => {}
+    }
+    let upgraded = hyper::upgrade::on(&mut response)
+        .await
+        .map_err(|e| hyper_failure(&e, "WebSocket upgrade"))?;
+    Ok(WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Client, None).await)
+}
+
+fn record_close(cx: &ProbeContext<'_>, frame: &Option<CloseFrame>) -> String {
+    match frame {
+        Some(f) => {
+            let code = u16::from(f.code);
+            cx.metrics.set(&CLOSE_CODE, f64::from(code));
+            format!("close code {code} {:?}", f.reason.as_str())
+        }
+        None => "close frame without code".into(),
+    }
+}
+
+/// The dialog: query_response steps in order, then the ping.
+async fn exchange(cx: &ProbeContext<'_>, s: &WebSocketSettings, ws: &mut Ws) -> Result<(), ProbeFailure> {
+    for (i, step) in s.query_response.iter().enumerate() {
+        match step {
+            WsStep::SendText(text) => {
+                cx.log.debug("Sending text message", &[("step", &i), ("message", text)]);
+                send(ws, Message::text(text.as_str())).await?;
+            }
+            WsStep::SendBinary(data) => {
+                cx.log.debug("Sending binary message", &[("step", &i), ("bytes", &data.len())]);
+                send(ws, Message::binary(data.clone())).await?;
+            }
+            WsStep::Expect(re) => {
+                cx.set_deadline_reason(FailureReason::ExpectFailed);
+                let result = expect(cx, ws, re).await;
+                cx.set_deadline_reason(FailureReason::Timeout);
+                if let Err(e) = result {
+                    cx.metrics.set(&FAILED_DUE_TO_REGEX, 1.0);
+                    return Err(e);
+                }
+            }
+        }
+    }
+    if s.ping {
+        ping(cx, ws).await?;
+    }
+    Ok(())
+}
+
+async fn send(ws: &mut Ws, msg: Message) -> Result<(), ProbeFailure> {
+    ws.send(msg).await.map_err(|e| {
+        fail(
+            FailureReason::ClosedEarly,
+            format!("could not send a message: the connection is gone ({e})"),
+        )
+    })
+}
+
+/// Scan incoming data messages until one matches.
+async fn expect(cx: &ProbeContext<'_>, ws: &mut Ws, re: &regex::bytes::Regex) -> Result<(), ProbeFailure> {
+    loop {
+        match ws.next().await {
+            Some(Ok(Message::Text(t))) => {
+                if re.is_match(t.as_bytes()) {
+                    cx.log.debug("Message matched", &[("regexp", &re.as_str())]);
+                    return Ok(());
+                }
+                cx.log.debug("Skipping message", &[("message", &t.as_str())]);
+            }
+            Some(Ok(Message::Binary(b))) => {
+                if re.is_match(&b) {
+                    cx.log.debug("Binary message matched", &[("regexp", &re.as_str())]);
+                    return Ok(());
+                }
+                cx.log.debug("Skipping binary message", &[("bytes", &b.len())]);
+            }
+            Some(Ok(Message::Close(frame))) => {
+                let what = record_close(cx, &frame);
+                return Err(fail(
+                    FailureReason::ExpectFailed,
+                    format!("server closed the WebSocket ({what}) before a message matched {:?}", re.as_str()),
+                ));
+            }
+            Some(Ok(_)) => {}
+            Some(Err(e)) => {
+                return Err(fail(
+                    FailureReason::ExpectFailed,
+                    format!("stream ended before a message matched {:?}: {e}", re.as_str()),
+                ));
+            }
+            None => {
+                return Err(fail(
+                    FailureReason::ExpectFailed,
+                    format!("stream ended before a message matched {:?}", re.as_str()),
+                ));
+            }
+        }
+    }
+}
+
+/// Send a ping and wait for its pong; data messages in between are skipped.
+async fn ping(cx: &ProbeContext<'_>, ws: &mut Ws) -> Result<(), ProbeFailure> {
+    let payload = Bytes::from(rand::random::<u64>().to_be_bytes().to_vec());
+    let start = Instant::now();
+    send(ws, Message::Ping(payload.clone())).await?;
+    loop {
+        match ws.next().await {
+            Some(Ok(Message::Pong(p))) if p == payload => {
+                let rtt = start.elapsed().as_secs_f64();
+                cx.metrics.set(&PING_RTT, rtt);
+                cx.log.debug("Received pong", &[("rtt_seconds", &rtt)]);
+                return Ok(());
+            }
+            Some(Ok(Message::Close(frame))) => {
+                let what = record_close(cx, &frame);
+                return Err(fail(
+                    FailureReason::ClosedEarly,
+                    format!("server closed the WebSocket ({what}) before answering the ping"),
+                ));
+            }
+            Some(Ok(_)) => {}
+            Some(Err(e)) => {
+                return Err(fail(
+                    FailureReason::ClosedEarly,
+                    format!("connection lost before the pong: {e}"),
+                ));
+            }
+            None => {
+                return Err(fail(
+                    FailureReason::ClosedEarly,
+                    "connection closed before the pong",
+                ));
+            }
+        }
+    }
+}
+
+/// Close with 1000 and wait (briefly, inside the deadline) for the
+/// server's close frame, recording its code.
+async fn close(cx: &ProbeContext<'_>, ws: &mut Ws) {
+    let frame = CloseFrame {
+        code: CloseCode::Normal,
+        reason: "".into(),
+    };
+    if ws.close(Some(frame)).await.is_err() {
+        return;
+    }
+    let remaining = cx.deadline.saturating_duration_since(tokio::time::Instant::now());
+    let wait = remaining.mul_f64(0.5).min(std::time::Duration::from_secs(1));
+    let _ = tokio::time::timeout(wait, async {
+        while let Some(msg) = ws.next().await {
+            match msg {
+                Ok(Message::Close(frame)) => {
+                    record_close(cx, &frame);
+                    break;
+                }
+                Ok(_) => {}
+                Err(_) => break,
+            }
+        }
+    })
+    .await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn targets_map_to_ws() {
+        assert_eq!(parse_target("http://a/x?y=1").unwrap().as_str(), "ws://a/x?y=1");
+        assert_eq!(parse_target("https://a:8443/").unwrap().as_str(), "wss://a:8443/");
+        assert_eq!(parse_target("wss://a/").unwrap().as_str(), "wss://a/");
+        assert_eq!(parse_target("ws://127.0.0.1:80/").unwrap().port_or_known_default(), Some(80));
+        assert!(parse_target("ftp://a/").is_err());
+        assert!(parse_target("a:80").is_err());
+    }
+
+    #[test]
+    fn status_classes() {
+        assert_eq!(classify_status(200), FailureReason::UpgradeIgnored);
+        assert_eq!(classify_status(302), FailureReason::UpgradeIgnored);
+        assert_eq!(classify_status(426), FailureReason::UpgradeRejected);
+        assert_eq!(classify_status(404), FailureReason::UpgradeRejected);
+        assert_eq!(classify_status(502), FailureReason::UpstreamUnavailable);
+        assert_eq!(classify_status(503), FailureReason::UpstreamUnavailable);
+        assert_eq!(classify_status(500), FailureReason::ServerError);
+    }
+}
