@@ -43,7 +43,11 @@ pub struct Cli {
     pub config_check: bool,
 
     /// Address on which to expose metrics and web interface (repeatable).
-    #[arg(long = "web.listen-address", value_name = "ADDR", default_value = ":9115")]
+    #[arg(
+        long = "web.listen-address",
+        value_name = "ADDR",
+        default_value = ":9115"
+    )]
     pub listen_addresses: Vec<String>,
 
     /// Path to a web configuration file (TLS, basic auth), exporter-toolkit format.

@@ -23,7 +23,8 @@ impl Visit for Fields {
         if field.name() == "message" {
             self.message = format!("{value:?}");
         } else {
-            self.pairs.push((field.name().to_string(), format!("{value:?}")));
+            self.pairs
+                .push((field.name().to_string(), format!("{value:?}")));
         }
     }
 
@@ -31,7 +32,8 @@ impl Visit for Fields {
         if field.name() == "message" {
             self.message = value.to_string();
         } else {
-            self.pairs.push((field.name().to_string(), value.to_string()));
+            self.pairs
+                .push((field.name().to_string(), value.to_string()));
         }
     }
 }
@@ -43,14 +45,26 @@ where
     S: Subscriber + for<'a> LookupSpan<'a>,
     N: for<'a> FormatFields<'a> + 'static,
 {
-    fn format_event(&self, _ctx: &FmtContext<'_, S, N>, mut writer: Writer<'_>, event: &Event<'_>) -> fmt::Result {
+    fn format_event(
+        &self,
+        _ctx: &FmtContext<'_, S, N>,
+        mut writer: Writer<'_>,
+        event: &Event<'_>,
+    ) -> fmt::Result {
         let mut fields = Fields::default();
         event.record(&mut fields);
         let meta = event.metadata();
         let mut pairs: Vec<(&str, String)> = vec![
             ("time", rfc3339(std::time::SystemTime::now())),
             ("level", meta.level().as_str().to_ascii_lowercase()),
-            ("source", format!("{}:{}", meta.file().unwrap_or("?"), meta.line().unwrap_or(0))),
+            (
+                "source",
+                format!(
+                    "{}:{}",
+                    meta.file().unwrap_or("?"),
+                    meta.line().unwrap_or(0)
+                ),
+            ),
             ("msg", fields.message),
         ];
         for (k, v) in &fields.pairs {
@@ -62,7 +76,9 @@ where
 
 /// Install the global subscriber. `level` is debug|info|warn|error.
 pub fn init(level: &str, format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::new(format!("handshake_exporter={level},probe={level},warn"));
+    let filter = tracing_subscriber::EnvFilter::new(format!(
+        "handshake_exporter={level},probe={level},warn"
+    ));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

@@ -9,7 +9,9 @@ use clap::Parser as _;
 use handshake_exporter::cli::{Cli, LogFormatArg};
 use handshake_exporter::probe_log::LogFormat;
 use handshake_exporter::server::state::{ConfigSource, ConfigState, mark_success};
-use handshake_exporter::server::{App, Server, ServerOptions, history::History, self_metrics::ExporterMetrics};
+use handshake_exporter::server::{
+    App, Server, ServerOptions, history::History, self_metrics::ExporterMetrics,
+};
 
 const DEFAULT_CONFIG_FILE: &str = "blackbox.yml";
 
@@ -33,7 +35,9 @@ fn main() -> ExitCode {
 fn config_source(cli: &Cli) -> ConfigSource {
     match &cli.config_file {
         Some(path) => ConfigSource::File(path.clone()),
-        None if PathBuf::from(DEFAULT_CONFIG_FILE).exists() => ConfigSource::File(DEFAULT_CONFIG_FILE.into()),
+        None if PathBuf::from(DEFAULT_CONFIG_FILE).exists() => {
+            ConfigSource::File(DEFAULT_CONFIG_FILE.into())
+        }
         None => {
             tracing::info!("No {DEFAULT_CONFIG_FILE} found: using the embedded default config");
             ConfigSource::Embedded
@@ -82,7 +86,8 @@ async fn serve(cli: Cli, config: ConfigState, log_format: LogFormat) -> anyhow::
     let server = Server::bind(app).await?;
     let app = server.app();
     tokio::spawn(async move {
-        let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else {
+        let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        else {
             return;
         };
         while hup.recv().await.is_some() {

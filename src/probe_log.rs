@@ -215,7 +215,11 @@ mod tests {
 
     #[test]
     fn logfmt_quotes() {
-        let l = logfmt_line(&[("msg", "Probe failed".into()), ("a", "b".into()), ("e", "".into())]);
+        let l = logfmt_line(&[
+            ("msg", "Probe failed".into()),
+            ("a", "b".into()),
+            ("e", "".into()),
+        ]);
         assert_eq!(l, "msg=\"Probe failed\" a=b e=\"\"");
     }
 

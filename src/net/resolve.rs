@@ -57,7 +57,11 @@ pub fn select_address(addrs: &[IpAddr], policy: AddressPolicy) -> Option<IpAddr>
         return Some(*ip);
     }
     if policy.fallback {
-        return addrs.iter().rev().find(|ip| family(ip) != policy.preferred).copied();
+        return addrs
+            .iter()
+            .rev()
+            .find(|ip| family(ip) != policy.preferred)
+            .copied();
     }
     None
 }
@@ -98,10 +102,19 @@ mod tests {
         let v4a: IpAddr = "127.0.0.1".parse().unwrap();
         let v4b: IpAddr = "127.0.0.2".parse().unwrap();
         let v6: IpAddr = "::1".parse().unwrap();
-        assert_eq!(select_address(&[v4a, v6], p(IpProtocol::V6, true)), Some(v6));
-        assert_eq!(select_address(&[v4a, v4b], p(IpProtocol::V6, true)), Some(v4b));
+        assert_eq!(
+            select_address(&[v4a, v6], p(IpProtocol::V6, true)),
+            Some(v6)
+        );
+        assert_eq!(
+            select_address(&[v4a, v4b], p(IpProtocol::V6, true)),
+            Some(v4b)
+        );
         assert_eq!(select_address(&[v4a, v4b], p(IpProtocol::V6, false)), None);
-        assert_eq!(select_address(&[v6, v4a], p(IpProtocol::V4, false)), Some(v4a));
+        assert_eq!(
+            select_address(&[v6, v4a], p(IpProtocol::V4, false)),
+            Some(v4a)
+        );
         assert_eq!(select_address(&[], p(IpProtocol::V4, true)), None);
     }
 
@@ -109,8 +122,14 @@ mod tests {
     async fn literals_and_localhost() {
         let ip = resolve("[::1]", AddressPolicy::default()).await.unwrap();
         assert_eq!(ip, "::1".parse::<IpAddr>().unwrap());
-        let ip = resolve("localhost", p(IpProtocol::V4, false)).await.unwrap();
+        let ip = resolve("localhost", p(IpProtocol::V4, false))
+            .await
+            .unwrap();
         assert!(ip.is_loopback());
-        assert!(resolve("no-such-host.invalid", AddressPolicy::default()).await.is_err());
+        assert!(
+            resolve("no-such-host.invalid", AddressPolicy::default())
+                .await
+                .is_err()
+        );
     }
 }

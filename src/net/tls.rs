@@ -136,10 +136,9 @@ impl RecordingVerifier {
         if let Some(root) = self.roots.iter().find(|r| {
             r.subject.as_slice() == anchor.subject.as_ref()
                 && r.spki.as_slice() == anchor.subject_public_key_info.as_ref()
-        }) {
-            if chain.last() != Some(&root.der) {
-                chain.push(root.der.clone());
-            }
+        }) && chain.last() != Some(&root.der)
+        {
+            chain.push(root.der.clone());
         }
         Ok(chain)
     }
@@ -355,7 +354,9 @@ impl TlsClient {
                 .dangerous()
                 .with_custom_certificate_verifier(verifier.clone());
             let mut config = match &client_auth {
-                Some((certs, key)) => builder.with_client_auth_cert(certs.clone(), key.clone_key())?,
+                Some((certs, key)) => {
+                    builder.with_client_auth_cert(certs.clone(), key.clone_key())?
+                }
                 None => builder.with_no_client_auth(),
             };
             // Resumption would skip the certificate message and the verifier,
@@ -419,7 +420,10 @@ pub fn handshake_failure(err: &std::io::Error, record: &ChainRecord) -> ProbeFai
             }
             _ => FailureReason::TlsCertUntrusted,
         };
-        return ProbeFailure::new(reason, format!("TLS certificate verification failed: {cert_err:?}"));
+        return ProbeFailure::new(
+            reason,
+            format!("TLS certificate verification failed: {cert_err:?}"),
+        );
     }
     let is_rustls = err
         .get_ref()

@@ -53,11 +53,10 @@ pub async fn resolve_target(
         Ok(ip) => {
             cx.metrics
                 .set(&IP_PROTOCOL, if ip.is_ipv4() { 4.0 } else { 6.0 });
-            cx.metrics.set(&IP_ADDR_HASH, f64::from(resolve::ip_hash(&ip)));
-            cx.log.info(
-                "Resolved target address",
-                &[("target", &host), ("ip", &ip)],
-            );
+            cx.metrics
+                .set(&IP_ADDR_HASH, f64::from(resolve::ip_hash(&ip)));
+            cx.log
+                .info("Resolved target address", &[("target", &host), ("ip", &ip)]);
             Ok(ip)
         }
         Err(e) => {
@@ -93,7 +92,10 @@ mod tests {
 
     #[test]
     fn splits_targets() {
-        assert_eq!(split_host_port("localhost:22").unwrap(), ("localhost".into(), 22));
+        assert_eq!(
+            split_host_port("localhost:22").unwrap(),
+            ("localhost".into(), 22)
+        );
         assert_eq!(split_host_port("[::1]:443").unwrap(), ("::1".into(), 443));
         assert!(split_host_port("localhost").is_err());
         assert!(split_host_port("::1:443").is_err());

@@ -88,8 +88,10 @@ pub struct ProbeMetrics {
 impl ProbeMetrics {
     /// A registry accepting exactly the given families.
     pub fn new(declared: &[&'static [&'static GaugeSpec]]) -> Self {
-        let declared: Vec<&'static GaugeSpec> =
-            declared.iter().flat_map(|set| set.iter().copied()).collect();
+        let declared: Vec<&'static GaugeSpec> = declared
+            .iter()
+            .flat_map(|set| set.iter().copied())
+            .collect();
         let mut families = BTreeMap::new();
         for spec in &declared {
             if spec.presence != Presence::Always {
@@ -178,7 +180,12 @@ impl ProbeMetrics {
             if family.series.is_empty() {
                 continue;
             }
-            let _ = writeln!(out, "# HELP {} {}", family.spec.name, escape_help(family.spec.help));
+            let _ = writeln!(
+                out,
+                "# HELP {} {}",
+                family.spec.name,
+                escape_help(family.spec.help)
+            );
             let _ = writeln!(out, "# TYPE {} gauge", family.spec.name);
             for (labels, value) in &family.series {
                 out.push_str(family.spec.name);
@@ -221,7 +228,11 @@ pub fn format_value(v: f64) -> String {
     if v.is_nan() {
         "NaN".into()
     } else if v.is_infinite() {
-        if v > 0.0 { "+Inf".into() } else { "-Inf".into() }
+        if v > 0.0 {
+            "+Inf".into()
+        } else {
+            "-Inf".into()
+        }
     } else {
         format!("{v}")
     }
@@ -274,7 +285,10 @@ mod tests {
         assert!(text.contains("probe_b 2.5\n"));
         assert!(text.contains("probe_phase_seconds{phase=\"connect\"} 0.5\n"));
         assert!(text.contains("probe_phase_seconds{phase=\"resolve\"} 1\n"));
-        assert_eq!(m.get("probe_phase_seconds", &[("phase", "resolve")]), Some(1.0));
+        assert_eq!(
+            m.get("probe_phase_seconds", &[("phase", "resolve")]),
+            Some(1.0)
+        );
     }
 
     #[test]

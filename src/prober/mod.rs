@@ -27,8 +27,10 @@ use crate::probe_log::{LogFormat, ProbeLog};
 use metrics::{GaugeSpec, ProbeMetrics};
 use reason::{FailureReason, ProbeFailure};
 
-pub static PROBE_SUCCESS: GaugeSpec =
-    GaugeSpec::always("probe_success", "Displays whether or not the probe was a success");
+pub static PROBE_SUCCESS: GaugeSpec = GaugeSpec::always(
+    "probe_success",
+    "Displays whether or not the probe was a success",
+);
 pub static PROBE_DURATION: GaugeSpec = GaugeSpec::always(
     "probe_duration_seconds",
     "Returns how long the probe took to complete in seconds",
@@ -42,8 +44,12 @@ pub static PROBE_FAILURE_INFO: GaugeSpec = GaugeSpec::labelled(
     "Why the probe failed: exactly one reason when probe_success is 0",
     &["reason"],
 );
-static HANDLER_METRICS: &[&GaugeSpec] =
-    &[&PROBE_SUCCESS, &PROBE_DURATION, &PROBE_TIMEOUT, &PROBE_FAILURE_INFO];
+static HANDLER_METRICS: &[&GaugeSpec] = &[
+    &PROBE_SUCCESS,
+    &PROBE_DURATION,
+    &PROBE_TIMEOUT,
+    &PROBE_FAILURE_INFO,
+];
 
 /// What a prober gets besides its target and settings.
 pub struct ProbeContext<'a> {
@@ -113,7 +119,10 @@ pub async fn run_probe(req: ProbeRequest<'_>) -> ProbeReport {
     let timeout_s = req.timeout.as_secs_f64();
     log.info(
         "Beginning probe",
-        &[("probe", &req.module.prober.name()), ("timeout_seconds", &timeout_s)],
+        &[
+            ("probe", &req.module.prober.name()),
+            ("timeout_seconds", &timeout_s),
+        ],
     );
     let start = Instant::now();
     let cx = ProbeContext {
@@ -123,13 +132,14 @@ pub async fn run_probe(req: ProbeRequest<'_>) -> ProbeReport {
         hostname: req.hostname,
         on_deadline: Mutex::new(FailureReason::Timeout),
     };
-    let result = match tokio::time::timeout_at(cx.deadline, dispatch(&cx, req.target, req.module)).await {
-        Ok(result) => result,
-        Err(_) => Err(ProbeFailure::new(
-            cx.deadline_reason(),
-            format!("probe deadline of {timeout_s}s exceeded"),
-        )),
-    };
+    let result =
+        match tokio::time::timeout_at(cx.deadline, dispatch(&cx, req.target, req.module)).await {
+            Ok(result) => result,
+            Err(_) => Err(ProbeFailure::new(
+                cx.deadline_reason(),
+                format!("probe deadline of {timeout_s}s exceeded"),
+            )),
+        };
     let duration = start.elapsed();
     metrics.set(&PROBE_DURATION, duration.as_secs_f64());
     metrics.set(&PROBE_TIMEOUT, timeout_s);
@@ -137,7 +147,10 @@ pub async fn run_probe(req: ProbeRequest<'_>) -> ProbeReport {
     match &failure {
         None => {
             metrics.set(&PROBE_SUCCESS, 1.0);
-            log.info("Probe succeeded", &[("duration_seconds", &duration.as_secs_f64())]);
+            log.info(
+                "Probe succeeded",
+                &[("duration_seconds", &duration.as_secs_f64())],
+            );
         }
         Some(f) => {
             metrics.set(&PROBE_SUCCESS, 0.0);
@@ -152,7 +165,6 @@ pub async fn run_probe(req: ProbeRequest<'_>) -> ProbeReport {
             );
         }
     }
-    drop(cx);
     ProbeReport {
         success: failure.is_none(),
         failure,
@@ -162,7 +174,11 @@ pub async fn run_probe(req: ProbeRequest<'_>) -> ProbeReport {
     }
 }
 
-async fn dispatch(cx: &ProbeContext<'_>, target: &str, module: &Module) -> Result<(), ProbeFailure> {
+async fn dispatch(
+    cx: &ProbeContext<'_>,
+    target: &str,
+    module: &Module,
+) -> Result<(), ProbeFailure> {
     match &module.prober {
         ProberSettings::Http(s) => http::probe(cx, target, s).await,
         ProberSettings::Tcp(s) => tcp::probe(cx, target, s).await,

@@ -24,7 +24,8 @@ pub static FAILED_DUE_TO_BYTES: GaugeSpec = GaugeSpec::always(
     "probe_failed_due_to_bytes",
     "Indicates if probe failed due to bytes",
 );
-pub static EXPECT_INFO: GaugeSpec = GaugeSpec::when_set("probe_expect_info", "Explicit content matched");
+pub static EXPECT_INFO: GaugeSpec =
+    GaugeSpec::when_set("probe_expect_info", "Explicit content matched");
 
 pub static METRICS: &[&[&GaugeSpec]] = &[
     address::METRICS,
@@ -39,10 +40,15 @@ const MAX_LINE: usize = 64 * 1024;
 pub trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Stream for T {}
 
-pub async fn probe(cx: &ProbeContext<'_>, target: &str, s: &TcpSettings) -> Result<(), ProbeFailure> {
+pub async fn probe(
+    cx: &ProbeContext<'_>,
+    target: &str,
+    s: &TcpSettings,
+) -> Result<(), ProbeFailure> {
     let (host, port) = split_host_port(target)?;
     let ip = address::resolve_target(cx, &host, s.address, None).await?;
-    cx.log.info("Dialing TCP", &[("address", &SocketAddr::new(ip, port))]);
+    cx.log
+        .info("Dialing TCP", &[("address", &SocketAddr::new(ip, port))]);
     let tcp = dial::connect(SocketAddr::new(ip, port), s.source_ip_address).await?;
     cx.log.info("Successfully dialed", &[]);
     let server_name = s
@@ -74,7 +80,10 @@ async fn run_step(
 ) -> Result<BufReader<Box<dyn Stream>>, ProbeFailure> {
     let mut captures: Option<(regex::bytes::Regex, Vec<u8>)> = None;
     if let Some(re) = &step.expect {
-        cx.log.debug("Processing query response entry", &[("entry_number", &index)]);
+        cx.log.debug(
+            "Processing query response entry",
+            &[("entry_number", &index)],
+        );
         let line = expect_line(cx, &mut reader, re).await?;
         if !step.labels.is_empty() {
             let caps = re.captures(&line);
@@ -97,7 +106,10 @@ async fn run_step(
     if let Some(expected) = &step.expect_bytes {
         let mut got = vec![0u8; expected.len()];
         reader.read_exact(&mut got).await.map_err(|e| {
-            ProbeFailure::new(io_reason(&e), format!("Error reading {} expected bytes: {e}", expected.len()))
+            ProbeFailure::new(
+                io_reason(&e),
+                format!("Error reading {} expected bytes: {e}", expected.len()),
+            )
         })?;
         if &got != expected {
             cx.metrics.set(&FAILED_DUE_TO_BYTES, 1.0);
@@ -117,7 +129,8 @@ async fn run_step(
             None => data.extend_from_slice(template),
         }
         data.push(b'\n');
-        cx.log.debug("Sending line", &[("line", &String::from_utf8_lossy(&data))]);
+        cx.log
+            .debug("Sending line", &[("line", &String::from_utf8_lossy(&data))]);
         let stream = reader.get_mut();
         stream
             .write_all(&data)
@@ -149,12 +162,17 @@ async fn expect_line(
             .take(MAX_LINE as u64 + 1)
             .read_until(b'\n', &mut line)
             .await
-            .map_err(|e| ProbeFailure::new(io_reason(&e), format!("Error reading from connection: {e}")))?;
+            .map_err(|e| {
+                ProbeFailure::new(io_reason(&e), format!("Error reading from connection: {e}"))
+            })?;
         if n == 0 {
             cx.metrics.set(&FAILED_DUE_TO_REGEX, 1.0);
             return Err(ProbeFailure::new(
                 FailureReason::ExpectFailed,
-                format!("connection closed before a line matched regexp {:?}", re.as_str()),
+                format!(
+                    "connection closed before a line matched regexp {:?}",
+                    re.as_str()
+                ),
             ));
         }
         if line.len() > MAX_LINE {
@@ -169,7 +187,8 @@ async fn expect_line(
         if line.last() == Some(&b'\r') {
             line.pop();
         }
-        cx.log.debug("Read line", &[("line", &String::from_utf8_lossy(&line))]);
+        cx.log
+            .debug("Read line", &[("line", &String::from_utf8_lossy(&line))]);
         if re.is_match(&line) {
             cx.log.debug("Regexp matched", &[("regexp", &re.as_str())]);
             return Ok(line);

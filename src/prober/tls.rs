@@ -18,11 +18,7 @@ pub static TLS_DURATION: GaugeSpec = GaugeSpec {
     initial: &[&["connect"], &["tls"]],
 };
 
-pub static METRICS: &[&[&GaugeSpec]] = &[
-    address::METRICS,
-    tls_metrics::METRICS,
-    &[&TLS_DURATION],
-];
+pub static METRICS: &[&[&GaugeSpec]] = &[address::METRICS, tls_metrics::METRICS, &[&TLS_DURATION]];
 
 pub async fn probe(
     cx: &ProbeContext<'_>,

@@ -104,8 +104,11 @@ pub fn record(cx: &ProbeContext<'_>, chain: &ChainRecord, session: Option<Sessio
         }
     }
     if let Some(s) = session {
-        cx.metrics
-            .set_labelled(&TLS_VERSION_INFO, &[cert::tls_version_label(s.version)], 1.0);
+        cx.metrics.set_labelled(
+            &TLS_VERSION_INFO,
+            &[cert::tls_version_label(s.version)],
+            1.0,
+        );
         cx.metrics
             .set_labelled(&TLS_CIPHER_INFO, &[&cert::cipher_suite_name(s.cipher)], 1.0);
     }
@@ -151,7 +154,13 @@ where
         }
         Err(e) => {
             let failure = crate::net::tls::handshake_failure(&e, &chain);
-            (Err(failure), TlsOutcome { chain, session: None })
+            (
+                Err(failure),
+                TlsOutcome {
+                    chain,
+                    session: None,
+                },
+            )
         }
     }
 }

@@ -50,8 +50,10 @@ pub static FAILED_DUE_TO_REGEX: GaugeSpec = GaugeSpec::always(
     "probe_websocket_failed_due_to_regex",
     "Whether a query_response expect failed",
 );
-pub static SSL: GaugeSpec =
-    GaugeSpec::always("probe_websocket_ssl", "Whether the WebSocket connection used TLS (wss)");
+pub static SSL: GaugeSpec = GaugeSpec::always(
+    "probe_websocket_ssl",
+    "Whether the WebSocket connection used TLS (wss)",
+);
 pub static HTTP_VERSION: GaugeSpec = GaugeSpec::when_set(
     "probe_websocket_http_version",
     "HTTP version of the handshake: 1.1, or 2 for RFC 8441 WebSockets over HTTP/2",
@@ -94,8 +96,12 @@ fn fail(reason: FailureReason, msg: impl Into<String>) -> ProbeFailure {
 
 /// Parse a websocket target; `http(s)://` maps to `ws(s)://`.
 pub fn parse_target(target: &str) -> Result<url::Url, ProbeFailure> {
-    let url = url::Url::parse(target)
-        .map_err(|e| fail(FailureReason::InvalidTarget, format!("Could not parse target URL {target:?}: {e}")))?;
+    let url = url::Url::parse(target).map_err(|e| {
+        fail(
+            FailureReason::InvalidTarget,
+            format!("Could not parse target URL {target:?}: {e}"),
+        )
+    })?;
     let secure = match url.scheme() {
         "ws" | "http" => false,
         "wss" | "https" => true,
@@ -107,26 +113,21 @@ pub fn parse_target(target: &str) -> Result<url::Url, ProbeFailure> {
         }
     };
     if url.host_str().is_none_or(str::is_empty) {
-        return Err(fail(FailureReason::InvalidTarget, format!("target {target:?} has no host")));
+        return Err(fail(
+            FailureReason::InvalidTarget,
+            format!("target {target:?} has no host"),
+        ));
     }
-    let mut url = url;
-    let port = url.port_or_known_default();
-    // set_scheme refuses special→non-special changes; rebuild instead.
+    // set_scheme refuses special→non-special changes: rebuild instead. The
+    // default ports of ws/wss equal those of http/https.
     let rebuilt = format!(
         "{}://{}{}",
         if secure { "wss" } else { "ws" },
-        &url[url::Position::BeforeHost..url::Position::AfterPort],
+        &url[url::Position::BeforeUsername..url::Position::AfterPort],
         &url[url::Position::BeforePath..]
     );
-    url = url::Url::parse(&rebuilt).map_err(|e| fail(FailureReason::InvalidTarget, format!("{e}")))?;
-    if url.port().is_none() {
-        if let Some(p) = port {
-            let default = if secure { 443 } else { 80 };
-            if p != default {
-                let _ = url.set_port(Some(p));
-            }
-        }
-    }
+    let url = url::Url::parse(&rebuilt)
+        .map_err(|e| fail(FailureReason::InvalidTarget, format!("{e}")))?;
     Ok(url)
 }
 
@@ -149,11 +150,17 @@ fn has_token(headers: &HeaderMap, name: header::HeaderName, token: &str) -> bool
     })
 }
 
-pub async fn probe(cx: &ProbeContext<'_>, target: &str, s: &WebSocketSettings) -> Result<(), ProbeFailure> {
+pub async fn probe(
+    cx: &ProbeContext<'_>,
+    target: &str,
+    s: &WebSocketSettings,
+) -> Result<(), ProbeFailure> {
     let url = parse_target(target)?;
     let secure = url.scheme() == "wss";
     let host = resolve::unbracket(url.host_str().unwrap_or_default()).to_string();
-    let port = url.port_or_known_default().unwrap_or(if secure { 443 } else { 80 });
+    let port = url
+        .port_or_known_default()
+        .unwrap_or(if secure { 443 } else { 80 });
     let host_header = match cx.hostname {
         Some(h) => h.to_string(),
         None => match url.port() {
@@ -197,7 +204,8 @@ pub async fn probe(cx: &ProbeContext<'_>, target: &str, s: &WebSocketSettings) -
             .or_else(|| cx.hostname.map(str::to_string))
             .unwrap_or_else(|| host.clone());
         let handshake = cx.phase(&WS_DURATION, "tls");
-        let tls = tls_metrics::handshake(cx, &s.client.tls, stream, &server_name, Alpn::Http1).await?;
+        let tls =
+            tls_metrics::handshake(cx, &s.client.tls, stream, &server_name, Alpn::Http1).await?;
         handshake.finish();
         stream = Box::new(tls);
     }
@@ -218,7 +226,11 @@ pub async fn probe(cx: &ProbeContext<'_>, target: &str, s: &WebSocketSettings) -
 
 /// The http(s) form of a ws(s) URL (for proxy selection).
 fn http_equivalent(url: &url::Url) -> url::Url {
-    let scheme = if url.scheme() == "wss" { "https" } else { "http" };
+    let scheme = if url.scheme() == "wss" {
+        "https"
+    } else {
+        "http"
+    };
     let s = format!("{scheme}{}", &url.as_str()[url.scheme().len()..]);
     url::Url::parse(&s).unwrap_or_else(|_| url.clone())
 }
@@ -238,8 +250,12 @@ async fn upgrade_http1(
     let mut headers = HeaderMap::new();
     headers.insert(
         header::HOST,
-        HeaderValue::from_str(host_header)
-            .map_err(|_| fail(FailureReason::InvalidTarget, format!("invalid Host {host_header:?}")))?,
+        HeaderValue::from_str(host_header).map_err(|_| {
+            fail(
+                FailureReason::InvalidTarget,
+                format!("invalid Host {host_header:?}"),
+            )
+        })?,
     );
     if let Ok(ua) = HeaderValue::from_str(&default_user_agent()) {
         headers.insert(header::USER_AGENT, ua);
@@ -254,7 +270,10 @@ async fn upgrade_http1(
     }
     headers.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
     headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
-    headers.insert(header::SEC_WEBSOCKET_VERSION, HeaderValue::from_static("13"));
+    headers.insert(
+        header::SEC_WEBSOCKET_VERSION,
+        HeaderValue::from_static("13"),
+    );
     headers.insert(
         header::SEC_WEBSOCKET_KEY,
         HeaderValue::from_str(&key).map_err(|_| fail(FailureReason::InvalidTarget, "bad key"))?,
@@ -268,10 +287,18 @@ async fn upgrade_http1(
         .method(http::Method::GET)
         .uri(path)
         .body(Empty::<Bytes>::new())
-        .map_err(|e| fail(FailureReason::InvalidTarget, format!("invalid request: {e}")))?;
+        .map_err(|e| {
+            fail(
+                FailureReason::InvalidTarget,
+                format!("invalid request: {e}"),
+            )
+        })?;
     *req.headers_mut() = headers;
 
-    cx.log.info("Sending WebSocket upgrade request", &[("url", url), ("host", &host_header)]);
+    cx.log.info(
+        "Sending WebSocket upgrade request",
+        &[("url", url), ("host", &host_header)],
+    );
     let (mut sender, conn) = hyper::client::conn::http1::Builder::new()
         .title_case_headers(true)
         .handshake(TokioIo::new(stream))
@@ -285,17 +312,27 @@ async fn upgrade_http1(
     let status = response.status().as_u16();
     cx.metrics.set(&STATUS_CODE, f64::from(status));
     cx.metrics.set(&HTTP_VERSION, 1.1);
-    cx.log.info("Received handshake response", &[("status_code", &status)]);
+    cx.log
+        .info("Received handshake response", &[("status_code", &status)]);
 
     if status != 101 {
         let reason = classify_status(status);
         let hint = match reason {
-            FailureReason::UpgradeIgnored => "the server answered as plain HTTP: a proxy/CDN dropped the Upgrade header or this is not a WebSocket endpoint",
-            FailureReason::UpgradeRejected => "the upgrade was refused (a proxy forwarding without Upgrade headers answers 400/426; also auth or origin checks)",
-            FailureReason::UpstreamUnavailable => "the proxy is up but the WebSocket backend is down or over its connection limit",
+            FailureReason::UpgradeIgnored => {
+                "the server answered as plain HTTP: a proxy/CDN dropped the Upgrade header or this is not a WebSocket endpoint"
+            }
+            FailureReason::UpgradeRejected => {
+                "the upgrade was refused (a proxy forwarding without Upgrade headers answers 400/426; also auth or origin checks)"
+            }
+            FailureReason::UpstreamUnavailable => {
+                "the proxy is up but the WebSocket backend is down or over its connection limit"
+            }
             _ => "the server failed the upgrade",
         };
-        return Err(fail(reason, format!("WebSocket upgrade got HTTP {status}: {hint}")));
+        return Err(fail(
+            reason,
+            format!("WebSocket upgrade got HTTP {status}: {hint}"),
+        ));
     }
     let h = response.headers();
     if !has_token(h, header::UPGRADE, "websocket") {
@@ -311,7 +348,9 @@ async fn upgrade_http1(
         ));
     }
     let expected = derive_accept_key(key.as_bytes());
-    let accept = h.get(header::SEC_WEBSOCKET_ACCEPT).and_then(|v| v.to_str().ok());
+    let accept = h
+        .get(header::SEC_WEBSOCKET_ACCEPT)
+        .and_then(|v| v.to_str().ok());
     if accept != Some(expected.as_str()) {
         return Err(fail(
             FailureReason::InvalidHandshake,
@@ -334,7 +373,10 @@ async fn upgrade_http1(
         None if s.fail_if_subprotocol_not_negotiated => {
             return Err(fail(
                 FailureReason::SubprotocolMismatch,
-                format!("server selected none of the offered subprotocols {:?}", s.subprotocols),
+                format!(
+                    "server selected none of the offered subprotocols {:?}",
+                    s.subprotocols
+                ),
             ));
         }
         None => {}
@@ -357,15 +399,23 @@ fn record_close(cx: &ProbeContext<'_>, frame: &Option<CloseFrame>) -> String {
 }
 
 /// The dialog: query_response steps in order, then the ping.
-async fn exchange(cx: &ProbeContext<'_>, s: &WebSocketSettings, ws: &mut Ws) -> Result<(), ProbeFailure> {
+async fn exchange(
+    cx: &ProbeContext<'_>,
+    s: &WebSocketSettings,
+    ws: &mut Ws,
+) -> Result<(), ProbeFailure> {
     for (i, step) in s.query_response.iter().enumerate() {
         match step {
             WsStep::SendText(text) => {
-                cx.log.debug("Sending text message", &[("step", &i), ("message", text)]);
+                cx.log
+                    .debug("Sending text message", &[("step", &i), ("message", text)]);
                 send(ws, Message::text(text.as_str())).await?;
             }
             WsStep::SendBinary(data) => {
-                cx.log.debug("Sending binary message", &[("step", &i), ("bytes", &data.len())]);
+                cx.log.debug(
+                    "Sending binary message",
+                    &[("step", &i), ("bytes", &data.len())],
+                );
                 send(ws, Message::binary(data.clone())).await?;
             }
             WsStep::Expect(re) => {
@@ -395,7 +445,11 @@ async fn send(ws: &mut Ws, msg: Message) -> Result<(), ProbeFailure> {
 }
 
 /// Scan incoming data messages until one matches.
-async fn expect(cx: &ProbeContext<'_>, ws: &mut Ws, re: &regex::bytes::Regex) -> Result<(), ProbeFailure> {
+async fn expect(
+    cx: &ProbeContext<'_>,
+    ws: &mut Ws,
+    re: &regex::bytes::Regex,
+) -> Result<(), ProbeFailure> {
     loop {
         match ws.next().await {
             Some(Ok(Message::Text(t))) => {
@@ -403,27 +457,36 @@ async fn expect(cx: &ProbeContext<'_>, ws: &mut Ws, re: &regex::bytes::Regex) ->
                     cx.log.debug("Message matched", &[("regexp", &re.as_str())]);
                     return Ok(());
                 }
-                cx.log.debug("Skipping message", &[("message", &t.as_str())]);
+                cx.log
+                    .debug("Skipping message", &[("message", &t.as_str())]);
             }
             Some(Ok(Message::Binary(b))) => {
                 if re.is_match(&b) {
-                    cx.log.debug("Binary message matched", &[("regexp", &re.as_str())]);
+                    cx.log
+                        .debug("Binary message matched", &[("regexp", &re.as_str())]);
                     return Ok(());
                 }
-                cx.log.debug("Skipping binary message", &[("bytes", &b.len())]);
+                cx.log
+                    .debug("Skipping binary message", &[("bytes", &b.len())]);
             }
             Some(Ok(Message::Close(frame))) => {
                 let what = record_close(cx, &frame);
                 return Err(fail(
                     FailureReason::ExpectFailed,
-                    format!("server closed the WebSocket ({what}) before a message matched {:?}", re.as_str()),
+                    format!(
+                        "server closed the WebSocket ({what}) before a message matched {:?}",
+                        re.as_str()
+                    ),
                 ));
             }
             Some(Ok(_)) => {}
             Some(Err(e)) => {
                 return Err(fail(
                     FailureReason::ExpectFailed,
-                    format!("stream ended before a message matched {:?}: {e}", re.as_str()),
+                    format!(
+                        "stream ended before a message matched {:?}: {e}",
+                        re.as_str()
+                    ),
                 ));
             }
             None => {
@@ -483,8 +546,12 @@ async fn close(cx: &ProbeContext<'_>, ws: &mut Ws) {
     if ws.close(Some(frame)).await.is_err() {
         return;
     }
-    let remaining = cx.deadline.saturating_duration_since(tokio::time::Instant::now());
-    let wait = remaining.mul_f64(0.5).min(std::time::Duration::from_secs(1));
+    let remaining = cx
+        .deadline
+        .saturating_duration_since(tokio::time::Instant::now());
+    let wait = remaining
+        .mul_f64(0.5)
+        .min(std::time::Duration::from_secs(1));
     let _ = tokio::time::timeout(wait, async {
         while let Some(msg) = ws.next().await {
             match msg {
@@ -506,10 +573,21 @@ mod tests {
 
     #[test]
     fn targets_map_to_ws() {
-        assert_eq!(parse_target("http://a/x?y=1").unwrap().as_str(), "ws://a/x?y=1");
-        assert_eq!(parse_target("https://a:8443/").unwrap().as_str(), "wss://a:8443/");
+        assert_eq!(
+            parse_target("http://a/x?y=1").unwrap().as_str(),
+            "ws://a/x?y=1"
+        );
+        assert_eq!(
+            parse_target("https://a:8443/").unwrap().as_str(),
+            "wss://a:8443/"
+        );
         assert_eq!(parse_target("wss://a/").unwrap().as_str(), "wss://a/");
-        assert_eq!(parse_target("ws://127.0.0.1:80/").unwrap().port_or_known_default(), Some(80));
+        assert_eq!(
+            parse_target("ws://127.0.0.1:80/")
+                .unwrap()
+                .port_or_known_default(),
+            Some(80)
+        );
         assert!(parse_target("ftp://a/").is_err());
         assert!(parse_target("a:80").is_err());
     }

@@ -100,9 +100,12 @@ impl Reply {
 
     fn into_response(self, web: Option<&WebConfig>) -> Response<Full<Bytes>> {
         let mut resp = Response::new(Full::new(Bytes::from(self.body)));
-        *resp.status_mut() = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        resp.headers_mut()
-            .insert(header::CONTENT_TYPE, HeaderValue::from_static(self.content_type));
+        *resp.status_mut() =
+            StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        resp.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static(self.content_type),
+        );
         for (k, v) in self.extra {
             resp.headers_mut().insert(k, v);
         }
@@ -177,21 +180,38 @@ fn landing_info(app: &App) -> landing::LandingInfo {
 
 /// `/logs?id=N` or `/logs?target=T[&module=M]`.
 fn logs(app: &App, query: &[(String, String)]) -> Reply {
-    let param = |name: &str| query.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
+    let param = |name: &str| {
+        query
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    };
     let (id, target, module) = (param("id"), param("target"), param("module"));
     let entry = match (id, target) {
         (Some(_), Some(_)) => {
-            return Reply::text(400, "Probe id and target can't be defined at the same time\n".into());
+            return Reply::text(
+                400,
+                "Probe id and target can't be defined at the same time\n".into(),
+            );
         }
         (None, None) => {
             if module.is_some() {
-                return Reply::text(400, "Probe module can only be used together with a target\n".into());
+                return Reply::text(
+                    400,
+                    "Probe module can only be used together with a target\n".into(),
+                );
             }
-            return Reply::text(400, "Probe id or target must be defined as http query parameters\n".into());
+            return Reply::text(
+                400,
+                "Probe id or target must be defined as http query parameters\n".into(),
+            );
         }
         (Some(id), None) => {
             if module.is_some() {
-                return Reply::text(400, "Probe module can only be used together with a target\n".into());
+                return Reply::text(
+                    400,
+                    "Probe module can only be used together with a target\n".into(),
+                );
             }
             let Ok(id) = id.parse::<u64>() else {
                 return Reply::text(400, "Invalid probe id\n".into());
@@ -212,7 +232,9 @@ fn logs(app: &App, query: &[(String, String)]) -> Reply {
 /// Parse `--web.listen-address` (`:9115`, `127.0.0.1:0`, `[::1]:9115`).
 fn listen_addrs(spec: &str) -> Result<Vec<SocketAddr>, ServerError> {
     if let Some(port) = spec.strip_prefix(':') {
-        let port: u16 = port.parse().map_err(|_| ServerError::BadAddress(spec.into()))?;
+        let port: u16 = port
+            .parse()
+            .map_err(|_| ServerError::BadAddress(spec.into()))?;
         // All interfaces: a dual-stack [::] socket, or 0.0.0.0 where IPv6 is off.
         return Ok(vec![
             SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, port)),
@@ -261,7 +283,10 @@ impl Server {
     }
 
     pub fn local_addrs(&self) -> Vec<SocketAddr> {
-        self.listeners.iter().filter_map(|l| l.local_addr().ok()).collect()
+        self.listeners
+            .iter()
+            .filter_map(|l| l.local_addr().ok())
+            .collect()
     }
 
     pub fn app(&self) -> Arc<App> {
@@ -336,7 +361,10 @@ impl Server {
             let _ = t.await;
         }
         tracing::info!("Shutting down: waiting for in-flight requests");
-        if tokio::time::timeout(Duration::from_secs(125), graceful.shutdown()).await.is_err() {
+        if tokio::time::timeout(Duration::from_secs(125), graceful.shutdown())
+            .await
+            .is_err()
+        {
             tracing::warn!("Timed out waiting for connections to close");
         }
     }
@@ -344,19 +372,25 @@ impl Server {
 
 fn service(
     app: Arc<App>,
-) -> impl hyper::service::Service<Request<Incoming>, Response = Response<Full<Bytes>>, Error = Infallible, Future: Send>
-+ Clone {
+) -> impl hyper::service::Service<
+    Request<Incoming>,
+    Response = Response<Full<Bytes>>,
+    Error = Infallible,
+    Future: Send,
+> + Clone {
     service_fn(move |req: Request<Incoming>| {
         let app = app.clone();
         async move {
-            if let Some(web) = &app.web {
-                if !web.authorize(req.headers().get(header::AUTHORIZATION)).await {
-                    let mut reply = Reply::text(401, "Unauthorized\n".into());
-                    reply
-                        .extra
-                        .push((header::WWW_AUTHENTICATE, HeaderValue::from_static("Basic")));
-                    return Ok::<_, Infallible>(reply.into_response(Some(web)));
-                }
+            if let Some(web) = &app.web
+                && !web
+                    .authorize(req.headers().get(header::AUTHORIZATION))
+                    .await
+            {
+                let mut reply = Reply::text(401, "Unauthorized\n".into());
+                reply
+                    .extra
+                    .push((header::WWW_AUTHENTICATE, HeaderValue::from_static("Basic")));
+                return Ok::<_, Infallible>(reply.into_response(Some(web)));
             }
             let reply = route(&app, req).await;
             Ok(reply.into_response(app.web.as_ref()))

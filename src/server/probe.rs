@@ -18,7 +18,11 @@ pub const MAX_TARGET_LEN: usize = 4096;
 /// `min(module timeout, scrape timeout - offset)`; when the offset eats the
 /// whole scrape timeout, `min(module timeout, scrape timeout)` instead of
 /// blackbox's zero (or a module timeout longer than the scrape).
-pub fn probe_timeout(module_timeout: Option<Duration>, header: Option<&str>, offset: f64) -> Result<Duration, String> {
+pub fn probe_timeout(
+    module_timeout: Option<Duration>,
+    header: Option<&str>,
+    offset: f64,
+) -> Result<Duration, String> {
     let scrape = match header {
         None => DEFAULT_SCRAPE_TIMEOUT,
         Some(h) => {
@@ -27,7 +31,9 @@ pub fn probe_timeout(module_timeout: Option<Duration>, header: Option<&str>, off
                 .parse()
                 .map_err(|e| format!("Failed to parse timeout from Prometheus header: {e}"))?;
             if !v.is_finite() || v < 0.0 {
-                return Err(format!("Failed to parse timeout from Prometheus header: invalid value {h:?}"));
+                return Err(format!(
+                    "Failed to parse timeout from Prometheus header: invalid value {h:?}"
+                ));
             }
             if v == 0.0 { DEFAULT_SCRAPE_TIMEOUT } else { v }
         }
@@ -46,7 +52,10 @@ pub fn probe_timeout(module_timeout: Option<Duration>, header: Option<&str>, off
 /// characters (CRLF would let a target smuggle header lines).
 fn check_target(target: &str) -> Result<(), String> {
     if target.len() > MAX_TARGET_LEN {
-        return Err(format!("Target parameter is too long ({} bytes, at most {MAX_TARGET_LEN})", target.len()));
+        return Err(format!(
+            "Target parameter is too long ({} bytes, at most {MAX_TARGET_LEN})",
+            target.len()
+        ));
     }
     if target.chars().any(char::is_control) {
         return Err("Target parameter contains control characters".into());
@@ -55,25 +64,34 @@ fn check_target(target: &str) -> Result<(), String> {
 }
 
 fn check_hostname(module: &Module, hostname: &str) -> Result<(), String> {
-    if hostname.is_empty() || hostname.len() > 253 + 6 || hostname.chars().any(|c| c.is_control() || c == ' ') {
+    if hostname.is_empty()
+        || hostname.len() > 253 + 6
+        || hostname.chars().any(|c| c.is_control() || c == ' ')
+    {
         return Err(format!("Invalid hostname parameter {hostname:?}"));
     }
-    if let ProberSettings::Http(h) = &module.prober {
-        if let Some(host) = &h.host {
-            if !host.eq_ignore_ascii_case(hostname) {
-                return Err(format!(
-                    "host header defined both in module configuration ({host}) and with URL-parameter 'hostname' ({hostname})"
-                ));
-            }
-        }
+    if let ProberSettings::Http(h) = &module.prober
+        && let Some(host) = &h.host
+        && !host.eq_ignore_ascii_case(hostname)
+    {
+        return Err(format!(
+            "host header defined both in module configuration ({host}) and with URL-parameter 'hostname' ({hostname})"
+        ));
     }
     Ok(())
 }
 
 pub async fn handle(app: &App, query: &[(String, String)], scrape_timeout: Option<&str>) -> Reply {
-    let param = |name: &str| query.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
+    let param = |name: &str| {
+        query
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    };
     let config = app.config.get();
-    let module_name = param("module").filter(|m| !m.is_empty()).unwrap_or("http_2xx");
+    let module_name = param("module")
+        .filter(|m| !m.is_empty())
+        .unwrap_or("http_2xx");
     let Some(module) = config.modules.get(module_name).cloned() else {
         app.metrics.module_unknown_total.inc();
         return Reply::text(400, format!("Unknown module {module_name:?}\n"));
@@ -90,10 +108,10 @@ pub async fn handle(app: &App, query: &[(String, String)], scrape_timeout: Optio
         return Reply::text(400, format!("{e}\n"));
     }
     let hostname = param("hostname").filter(|h| !h.is_empty());
-    if let Some(h) = hostname {
-        if let Err(e) = check_hostname(&module, h) {
-            return Reply::text(400, format!("{e}\n"));
-        }
+    if let Some(h) = hostname
+        && let Err(e) = check_hostname(&module, h)
+    {
+        return Reply::text(400, format!("{e}\n"));
     }
     let debug = param("debug") == Some("true");
 
@@ -115,7 +133,10 @@ pub async fn handle(app: &App, query: &[(String, String)], scrape_timeout: Optio
         module: module_name.to_string(),
         target: target.to_string(),
         success: report.success,
-        failure_reason: report.failure.as_ref().map(|f| f.reason.as_str().to_string()),
+        failure_reason: report
+            .failure
+            .as_ref()
+            .map(|f| f.reason.as_str().to_string()),
         duration_seconds: report.duration.as_secs_f64(),
         finished_at: SystemTime::now(),
         debug_output: debug_page.clone(),

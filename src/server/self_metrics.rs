@@ -1,8 +1,8 @@
 //! The exporter's own metrics on `/metrics` (SPEC section 7).
 
 use prometheus::{
-    Encoder, Gauge, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts,
-    Registry, TextEncoder,
+    Encoder, Gauge, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec,
+    IntGauge, Opts, Registry, TextEncoder,
 };
 
 /// Registered once per server; probes update it.
@@ -46,7 +46,10 @@ impl ExporterMetrics {
             "Count of unknown modules requested by probes",
         )?;
         let probes_total = IntCounterVec::new(
-            Opts::new("handshake_exporter_probes_total", "Probes run, by module and result"),
+            Opts::new(
+                "handshake_exporter_probes_total",
+                "Probes run, by module and result",
+            ),
             &["module", "result"],
         )?;
         let probe_duration = HistogramVec::new(
@@ -54,10 +57,15 @@ impl ExporterMetrics {
                 "handshake_exporter_probe_duration_seconds",
                 "Duration of probes, by module",
             )
-            .buckets(vec![0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0]),
+            .buckets(vec![
+                0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0,
+            ]),
             &["module"],
         )?;
-        let probes_in_flight = IntGauge::new("handshake_exporter_probes_in_flight", "Probes currently running")?;
+        let probes_in_flight = IntGauge::new(
+            "handshake_exporter_probes_in_flight",
+            "Probes currently running",
+        )?;
         registry.register(Box::new(build_info))?;
         registry.register(Box::new(config_last_reload_successful.clone()))?;
         registry.register(Box::new(config_last_reload_success_timestamp.clone()))?;
@@ -66,7 +74,9 @@ impl ExporterMetrics {
         registry.register(Box::new(probe_duration.clone()))?;
         registry.register(Box::new(probes_in_flight.clone()))?;
         #[cfg(target_os = "linux")]
-        registry.register(Box::new(prometheus::process_collector::ProcessCollector::for_self()))?;
+        registry.register(Box::new(
+            prometheus::process_collector::ProcessCollector::for_self(),
+        ))?;
         Ok(Self {
             registry,
             config_last_reload_successful,

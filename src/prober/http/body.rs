@@ -53,10 +53,12 @@ impl Decoder {
         match compression {
             None | Some(Compression::Identity) => Decoder::Identity(sink),
             Some(Compression::Gzip) => Decoder::Gzip(flate2::write::GzDecoder::new(sink)),
-            Some(Compression::Deflate) => Decoder::Deflate(flate2::write::DeflateDecoder::new(sink)),
-            Some(Compression::Brotli) => {
-                Decoder::Brotli(Box::new(brotli_decompressor::DecompressorWriter::new(sink, 4096)))
+            Some(Compression::Deflate) => {
+                Decoder::Deflate(flate2::write::DeflateDecoder::new(sink))
             }
+            Some(Compression::Brotli) => Decoder::Brotli(Box::new(
+                brotli_decompressor::DecompressorWriter::new(sink, 4096),
+            )),
         }
     }
 
@@ -98,7 +100,12 @@ pub struct BodyRead {
 }
 
 /// Read the whole body through the decoder.
-pub async fn read_body(mut body: Incoming, compression: Option<Compression>, limit: Option<u64>, keep: bool) -> BodyRead {
+pub async fn read_body(
+    mut body: Incoming,
+    compression: Option<Compression>,
+    limit: Option<u64>,
+    keep: bool,
+) -> BodyRead {
     let sink = Sink {
         kept: keep.then(Vec::new),
         count: 0,
@@ -120,7 +127,9 @@ pub async fn read_body(mut body: Incoming, compression: Option<Compression>, lim
                 break;
             }
             Some(Ok(frame)) => {
-                let Ok(data) = frame.into_data() else { continue };
+                let Ok(data) = frame.into_data() else {
+                    continue;
+                };
                 if let Err(e) = decoder.write(&data) {
                     error = Some(decode_failure(&e));
                     break;
@@ -135,7 +144,10 @@ pub async fn read_body(mut body: Incoming, compression: Option<Compression>, lim
     if sink.exceeded {
         error = Some(ProbeFailure::new(
             FailureReason::BodySizeLimit,
-            format!("response body exceeds body_size_limit of {} bytes", limit.unwrap_or_default()),
+            format!(
+                "response body exceeds body_size_limit of {} bytes",
+                limit.unwrap_or_default()
+            ),
         ));
     }
     BodyRead {

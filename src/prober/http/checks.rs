@@ -52,14 +52,21 @@ fn check_headers(s: &HttpSettings, headers: &HeaderMap) -> Result<(), ProbeFailu
         let values = header_values(headers, m);
         if values.is_empty() {
             if !m.allow_missing {
-                return fail(FailureReason::HttpHeaderRegex, format!("Missing required header {}", m.header));
+                return fail(
+                    FailureReason::HttpHeaderRegex,
+                    format!("Missing required header {}", m.header),
+                );
             }
             continue;
         }
         if let Some(v) = values.iter().find(|v| m.regexp.is_match(v)) {
             return fail(
                 FailureReason::HttpHeaderRegex,
-                format!("Header {} matched regular expression {:?}: {v:?}", m.header, m.regexp.as_str()),
+                format!(
+                    "Header {} matched regular expression {:?}: {v:?}",
+                    m.header,
+                    m.regexp.as_str()
+                ),
             );
         }
     }
@@ -67,14 +74,21 @@ fn check_headers(s: &HttpSettings, headers: &HeaderMap) -> Result<(), ProbeFailu
         let values = header_values(headers, m);
         if values.is_empty() {
             if !m.allow_missing {
-                return fail(FailureReason::HttpHeaderRegex, format!("Missing required header {}", m.header));
+                return fail(
+                    FailureReason::HttpHeaderRegex,
+                    format!("Missing required header {}", m.header),
+                );
             }
             continue;
         }
         if !values.iter().any(|v| m.regexp.is_match(v)) {
             return fail(
                 FailureReason::HttpHeaderRegex,
-                format!("Header {} did not match regular expression {:?}", m.header, m.regexp.as_str()),
+                format!(
+                    "Header {} did not match regular expression {:?}",
+                    m.header,
+                    m.regexp.as_str()
+                ),
             );
         }
     }
@@ -118,20 +132,23 @@ pub fn evaluate(s: &HttpSettings, r: &ResponseView<'_>) -> Verdict {
             }
             return fail(
                 FailureReason::HttpStatus,
-                format!("Invalid HTTP response status code {}, wanted {}", r.status, wanted(s)),
+                format!(
+                    "Invalid HTTP response status code {}, wanted {}",
+                    r.status,
+                    wanted(s)
+                ),
             );
         }
         if let Err(e) = check_headers(s, r.headers) {
             failed_due_to_regex = true;
             return Err(e);
         }
-        if let Some(body) = r.body {
-            if r.body_error.is_none() {
-                if let Err(e) = check_body(s, body) {
-                    failed_due_to_regex = true;
-                    return Err(e);
-                }
-            }
+        if let Some(body) = r.body
+            && r.body_error.is_none()
+            && let Err(e) = check_body(s, body)
+        {
+            failed_due_to_regex = true;
+            return Err(e);
         }
         if let Some(e) = r.body_error {
             return Err(e.clone());
@@ -141,15 +158,24 @@ pub fn evaluate(s: &HttpSettings, r: &ResponseView<'_>) -> Verdict {
             if !s.valid_http_versions.iter().any(|v| v == proto) {
                 return fail(
                     FailureReason::HttpVersion,
-                    format!("Invalid HTTP version number {proto}, wanted one of {:?}", s.valid_http_versions),
+                    format!(
+                        "Invalid HTTP version number {proto}, wanted one of {:?}",
+                        s.valid_http_versions
+                    ),
                 );
             }
         }
         if s.fail_if_ssl && r.ssl {
-            return fail(FailureReason::SslPolicy, "Final request was over SSL".into());
+            return fail(
+                FailureReason::SslPolicy,
+                "Final request was over SSL".into(),
+            );
         }
         if s.fail_if_not_ssl && !r.ssl {
-            return fail(FailureReason::SslPolicy, "Final request was not over SSL".into());
+            return fail(
+                FailureReason::SslPolicy,
+                "Final request was not over SSL".into(),
+            );
         }
         Ok(())
     })();

@@ -16,10 +16,10 @@ use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+use super::super::ProbeContext;
 use super::super::reason::{FailureReason, ProbeFailure};
 use super::super::tcp::Stream;
 use super::super::tls_metrics::{self, TlsOutcome};
-use super::super::ProbeContext;
 use super::metrics::HTTP_DURATION;
 use crate::config::model::{ClientSettings, HttpSettings, ProxySettings};
 use crate::net::{dial, io_reason, resolve, tls::Alpn};
@@ -75,7 +75,12 @@ pub fn proxy_for(url: &url::Url, settings: Option<&ProxySettings>) -> Option<url
     let (proxy, no_proxy) = if let Some(u) = &settings.url {
         (Some(u.clone()), settings.no_proxy.clone())
     } else if settings.from_environment {
-        let var = |names: &[&str]| names.iter().find_map(|n| std::env::var(n).ok()).filter(|v| !v.is_empty());
+        let var = |names: &[&str]| {
+            names
+                .iter()
+                .find_map(|n| std::env::var(n).ok())
+                .filter(|v| !v.is_empty())
+        };
         let proxy = if url.scheme() == "https" {
             var(&["HTTPS_PROXY", "https_proxy"])
         } else {
@@ -85,7 +90,11 @@ pub fn proxy_for(url: &url::Url, settings: Option<&ProxySettings>) -> Option<url
             .map(|v| v.split(',').map(|s| s.trim().to_string()).collect())
             .unwrap_or_default();
         let proxy = proxy.and_then(|p| {
-            let p = if p.contains("://") { p } else { format!("http://{p}") };
+            let p = if p.contains("://") {
+                p
+            } else {
+                format!("http://{p}")
+            };
             url::Url::parse(&p).ok()
         });
         (proxy, no_proxy)
@@ -95,7 +104,10 @@ pub fn proxy_for(url: &url::Url, settings: Option<&ProxySettings>) -> Option<url
     let proxy = proxy?;
     let host = resolve::unbracket(url.host_str().unwrap_or_default()).to_ascii_lowercase();
     let port = url.port_or_known_default().unwrap_or(80);
-    if no_proxy.iter().any(|entry| no_proxy_matches(entry, &host, port)) {
+    if no_proxy
+        .iter()
+        .any(|entry| no_proxy_matches(entry, &host, port))
+    {
         return None;
     }
     Some(proxy)
@@ -110,7 +122,11 @@ fn no_proxy_matches(entry: &str, host: &str, port: u16) -> bool {
         return true;
     }
     if let Some((net, bits)) = entry.split_once('/') {
-        let (Ok(net), Ok(bits), Ok(ip)) = (net.parse::<IpAddr>(), bits.parse::<u32>(), host.parse::<IpAddr>()) else {
+        let (Ok(net), Ok(bits), Ok(ip)) = (
+            net.parse::<IpAddr>(),
+            bits.parse::<u32>(),
+            host.parse::<IpAddr>(),
+        ) else {
             return false;
         };
         return cidr_contains(net, bits, ip);
@@ -130,11 +146,19 @@ fn no_proxy_matches(entry: &str, host: &str, port: u16) -> bool {
 fn cidr_contains(net: IpAddr, bits: u32, ip: IpAddr) -> bool {
     match (net, ip) {
         (IpAddr::V4(n), IpAddr::V4(i)) if bits <= 32 => {
-            let mask = if bits == 0 { 0 } else { u32::MAX << (32 - bits) };
+            let mask = if bits == 0 {
+                0
+            } else {
+                u32::MAX << (32 - bits)
+            };
             u32::from(n) & mask == u32::from(i) & mask
         }
         (IpAddr::V6(n), IpAddr::V6(i)) if bits <= 128 => {
-            let mask = if bits == 0 { 0 } else { u128::MAX << (128 - bits) };
+            let mask = if bits == 0 {
+                0
+            } else {
+                u128::MAX << (128 - bits)
+            };
             u128::from(n) & mask == u128::from(i) & mask
         }
         _ => false,
@@ -160,7 +184,11 @@ pub fn hyper_failure(e: &hyper::Error, context: &str) -> ProbeFailure {
     ProbeFailure::new(reason, format!("{context}: {e}"))
 }
 
-async fn resolve_timed(cx: &ProbeContext<'_>, host: &str, s: &HttpSettings) -> Result<IpAddr, ProbeFailure> {
+async fn resolve_timed(
+    cx: &ProbeContext<'_>,
+    host: &str,
+    s: &HttpSettings,
+) -> Result<IpAddr, ProbeFailure> {
     let _resolve = cx.phase(&HTTP_DURATION, "resolve");
     Ok(resolve::resolve(host, s.address).await?)
 }
@@ -176,7 +204,8 @@ pub(crate) async fn connect_tunnel(
     if !proxy.username().is_empty() {
         use base64::Engine as _;
         let user = percent_encoding::percent_decode_str(proxy.username()).decode_utf8_lossy();
-        let pass = percent_encoding::percent_decode_str(proxy.password().unwrap_or("")).decode_utf8_lossy();
+        let pass = percent_encoding::percent_decode_str(proxy.password().unwrap_or(""))
+            .decode_utf8_lossy();
         let token = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}"));
         req.push_str(&format!("Proxy-Authorization: Basic {token}\r\n"));
     }
@@ -186,13 +215,17 @@ pub(crate) async fn connect_tunnel(
         }
     }
     req.push_str("\r\n");
-    let io_fail = |e: std::io::Error| ProbeFailure::new(io_reason(&e), format!("proxy CONNECT: {e}"));
+    let io_fail =
+        |e: std::io::Error| ProbeFailure::new(io_reason(&e), format!("proxy CONNECT: {e}"));
     stream.write_all(req.as_bytes()).await.map_err(io_fail)?;
     let mut head = Vec::with_capacity(512);
     let mut byte = [0u8; 1];
     while !head.ends_with(b"\r\n\r\n") {
         if head.len() > 16 * 1024 {
-            return Err(ProbeFailure::new(FailureReason::NetworkError, "proxy CONNECT: response head too long"));
+            return Err(ProbeFailure::new(
+                FailureReason::NetworkError,
+                "proxy CONNECT: response head too long",
+            ));
         }
         let n = stream.read(&mut byte).await.map_err(io_fail)?;
         if n == 0 {
@@ -217,10 +250,17 @@ pub(crate) async fn connect_tunnel(
 
 /// Perform one hop: dial (via proxy when configured), TLS for https,
 /// HTTP/1.1 or HTTP/2 by ALPN, and wait for the response head.
-pub async fn round_trip(cx: &ProbeContext<'_>, s: &HttpSettings, hop: Hop<'_>) -> Result<HopResponse, ProbeFailure> {
+pub async fn round_trip(
+    cx: &ProbeContext<'_>,
+    s: &HttpSettings,
+    hop: Hop<'_>,
+) -> Result<HopResponse, ProbeFailure> {
     let https = hop.url.scheme() == "https";
     let host = resolve::unbracket(hop.url.host_str().unwrap_or_default()).to_string();
-    let port = hop.url.port_or_known_default().unwrap_or(if https { 443 } else { 80 });
+    let port = hop
+        .url
+        .port_or_known_default()
+        .unwrap_or(if https { 443 } else { 80 });
     let proxy = proxy_for(hop.url, s.client.proxy.as_ref());
 
     let dial_addr = match &proxy {
@@ -250,9 +290,14 @@ pub async fn round_trip(cx: &ProbeContext<'_>, s: &HttpSettings, hop: Hop<'_>) -
     let mut tls = None;
     let mut h2 = false;
     if https {
-        let alpn = if s.client.enable_http2 { Alpn::H2AndHttp1 } else { Alpn::Http1 };
+        let alpn = if s.client.enable_http2 {
+            Alpn::H2AndHttp1
+        } else {
+            Alpn::Http1
+        };
         let handshake = cx.phase(&HTTP_DURATION, "tls");
-        let (result, outcome) = tls_metrics::connect(&s.client.tls, stream, hop.server_name, alpn).await;
+        let (result, outcome) =
+            tls_metrics::connect(&s.client.tls, stream, hop.server_name, alpn).await;
         handshake.finish();
         match result {
             Ok(t) => {
@@ -280,9 +325,12 @@ pub async fn round_trip(cx: &ProbeContext<'_>, s: &HttpSettings, hop: Hop<'_>) -
     let (response, connection) = if h2 {
         let uri = format!("https://{}{}", hop.host_header, path);
         builder = builder.uri(uri).version(http::Version::HTTP_2);
-        let mut req = builder
-            .body(Full::new(hop.body))
-            .map_err(|e| ProbeFailure::new(FailureReason::InvalidTarget, format!("invalid request: {e}")))?;
+        let mut req = builder.body(Full::new(hop.body)).map_err(|e| {
+            ProbeFailure::new(
+                FailureReason::InvalidTarget,
+                format!("invalid request: {e}"),
+            )
+        })?;
         *req.headers_mut() = hop.headers;
         let (mut sender, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), io)
             .await
@@ -302,25 +350,32 @@ pub async fn round_trip(cx: &ProbeContext<'_>, s: &HttpSettings, hop: Hop<'_>) -
             path
         };
         builder = builder.uri(uri);
-        let mut req = builder
-            .body(Full::new(hop.body))
-            .map_err(|e| ProbeFailure::new(FailureReason::InvalidTarget, format!("invalid request: {e}")))?;
+        let mut req = builder.body(Full::new(hop.body)).map_err(|e| {
+            ProbeFailure::new(
+                FailureReason::InvalidTarget,
+                format!("invalid request: {e}"),
+            )
+        })?;
         let mut headers = HeaderMap::with_capacity(hop.headers.len() + 2);
-        headers.insert(header::HOST, super::request::host_header_value(hop.host_header)?);
+        headers.insert(
+            header::HOST,
+            super::request::host_header_value(hop.host_header)?,
+        );
         headers.extend(hop.headers);
         if !has_body && matches!(hop.method, http::Method::GET | http::Method::HEAD) {
             headers.remove(header::CONTENT_LENGTH);
         }
         headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
-        if let (Some(p), false) = (&proxy, https) {
-            if !p.username().is_empty() {
-                use base64::Engine as _;
-                let user = percent_encoding::percent_decode_str(p.username()).decode_utf8_lossy();
-                let pass = percent_encoding::percent_decode_str(p.password().unwrap_or("")).decode_utf8_lossy();
-                let token = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}"));
-                if let Ok(v) = HeaderValue::from_str(&format!("Basic {token}")) {
-                    headers.insert(header::PROXY_AUTHORIZATION, v);
-                }
+        if let (Some(p), false) = (&proxy, https)
+            && !p.username().is_empty()
+        {
+            use base64::Engine as _;
+            let user = percent_encoding::percent_decode_str(p.username()).decode_utf8_lossy();
+            let pass = percent_encoding::percent_decode_str(p.password().unwrap_or(""))
+                .decode_utf8_lossy();
+            let token = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}"));
+            if let Ok(v) = HeaderValue::from_str(&format!("Basic {token}")) {
+                headers.insert(header::PROXY_AUTHORIZATION, v);
             }
         }
         *req.headers_mut() = headers;

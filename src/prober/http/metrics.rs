@@ -14,8 +14,10 @@ pub static HTTP_DURATION: GaugeSpec = GaugeSpec {
 };
 pub static STATUS_CODE: GaugeSpec =
     GaugeSpec::always("probe_http_status_code", "Response HTTP status code");
-pub static CONTENT_LENGTH: GaugeSpec =
-    GaugeSpec::always("probe_http_content_length", "Length of http content response");
+pub static CONTENT_LENGTH: GaugeSpec = GaugeSpec::always(
+    "probe_http_content_length",
+    "Length of http content response",
+);
 pub static UNCOMPRESSED_BODY_LENGTH: GaugeSpec = GaugeSpec::always(
     "probe_http_uncompressed_body_length",
     "Length of uncompressed response body",
@@ -26,8 +28,10 @@ pub static SSL: GaugeSpec = GaugeSpec::always(
     "probe_http_ssl",
     "Indicates if SSL was used for the final redirect",
 );
-pub static VERSION: GaugeSpec =
-    GaugeSpec::always("probe_http_version", "Returns the version of HTTP of the probe response");
+pub static VERSION: GaugeSpec = GaugeSpec::always(
+    "probe_http_version",
+    "Returns the version of HTTP of the probe response",
+);
 pub static FAILED_DUE_TO_REGEX: GaugeSpec = GaugeSpec::always(
     "probe_failed_due_to_regex",
     "Indicates if probe failed due to regex",

@@ -44,7 +44,11 @@ struct Destination {
     server_name: String,
 }
 
-pub async fn probe(cx: &ProbeContext<'_>, target: &str, s: &HttpSettings) -> Result<(), ProbeFailure> {
+pub async fn probe(
+    cx: &ProbeContext<'_>,
+    target: &str,
+    s: &HttpSettings,
+) -> Result<(), ProbeFailure> {
     let url = request::parse_target(target)?;
     let url_host = unbracket(url.host_str().unwrap_or_default()).to_string();
     let host_override = cx.hostname.map(str::to_string).or_else(|| s.host.clone());
@@ -80,7 +84,12 @@ pub async fn probe(cx: &ProbeContext<'_>, target: &str, s: &HttpSettings) -> Res
             "Making HTTP request",
             &[("url", &dest.url), ("host", &dest.host_header)],
         );
-        let headers = request::hop_headers(s, cookies.header_for(&dest.host_header).as_deref(), !body.is_empty()).await?;
+        let headers = request::hop_headers(
+            s,
+            cookies.header_for(&dest.host_header).as_deref(),
+            !body.is_empty(),
+        )
+        .await?;
         let hop = client::round_trip(
             cx,
             s,
@@ -95,7 +104,10 @@ pub async fn probe(cx: &ProbeContext<'_>, target: &str, s: &HttpSettings) -> Res
             },
         )
         .await
-        .inspect_err(|e| cx.log.error("Error for HTTP request", &[("err", &e.message)]))?;
+        .inspect_err(|e| {
+            cx.log
+                .error("Error for HTTP request", &[("err", &e.message)])
+        })?;
         let status = hop.response.status();
         cookies.store(&dest.host_header, hop.response.headers());
         let location = hop
@@ -114,23 +126,30 @@ pub async fn probe(cx: &ProbeContext<'_>, target: &str, s: &HttpSettings) -> Res
             break (hop, true, false);
         }
         if redirects >= MAX_REDIRECTS {
-            cx.log.info("Not following redirect", &[("reason", &"stopped after 10 redirects")]);
+            cx.log.info(
+                "Not following redirect",
+                &[("reason", &"stopped after 10 redirects")],
+            );
             redirects = MAX_REDIRECTS + 1;
             break (hop, true, true);
         }
         let Ok(next) = dest.url.join(&location) else {
-            cx.log.warn("Invalid redirect location", &[("location", &location)]);
+            cx.log
+                .warn("Invalid redirect location", &[("location", &location)]);
             break (hop, true, false);
         };
         if !matches!(next.scheme(), "http" | "https") {
-            cx.log.warn("Redirect to unsupported scheme", &[("location", &location)]);
+            cx.log
+                .warn("Redirect to unsupported scheme", &[("location", &location)]);
             break (hop, true, false);
         }
         redirects += 1;
         // Go: 301/302 turn POST into GET, 303 turns everything but HEAD
         // into GET; 307/308 keep method and body.
         let code = status.as_u16();
-        if (code == 303 && method != http::Method::HEAD) || ((code == 301 || code == 302) && method == http::Method::POST) {
+        if (code == 303 && method != http::Method::HEAD)
+            || ((code == 301 || code == 302) && method == http::Method::POST)
+        {
             method = http::Method::GET;
             body = bytes::Bytes::new();
         }
@@ -141,7 +160,10 @@ pub async fn probe(cx: &ProbeContext<'_>, target: &str, s: &HttpSettings) -> Res
             // A new host: resolved by the client, SNI and Host follow it.
             cx.log.info(
                 "Address does not match first address, not sending TLS ServerName",
-                &[("first", &dest.url.host_str().unwrap_or_default()), ("address", &next.host_str().unwrap_or_default())],
+                &[
+                    ("first", &dest.url.host_str().unwrap_or_default()),
+                    ("address", &next.host_str().unwrap_or_default()),
+                ],
             );
             dest = Destination {
                 host_header: request::authority(&next),
@@ -161,7 +183,10 @@ pub async fn probe(cx: &ProbeContext<'_>, target: &str, s: &HttpSettings) -> Res
         connection,
     } = hop;
     let (parts, incoming) = response.into_parts();
-    cx.log.info("Received HTTP response", &[("status_code", &parts.status.as_u16())]);
+    cx.log.info(
+        "Received HTTP response",
+        &[("status_code", &parts.status.as_u16())],
+    );
 
     let mut final_response = FinalResponse {
         status: parts.status.as_u16(),
@@ -188,7 +213,15 @@ pub async fn probe(cx: &ProbeContext<'_>, target: &str, s: &HttpSettings) -> Res
         None
     } else {
         let _transfer = cx.phase(&HTTP_DURATION, "transfer");
-        Some(body::read_body(incoming, s.compression, s.body_size_limit, checks::needs_body(s)).await)
+        Some(
+            body::read_body(
+                incoming,
+                s.compression,
+                s.body_size_limit,
+                checks::needs_body(s),
+            )
+            .await,
+        )
     };
     drop(connection);
     if let Some(r) = &read {
@@ -210,7 +243,11 @@ pub async fn probe(cx: &ProbeContext<'_>, target: &str, s: &HttpSettings) -> Res
     );
     cx.metrics.set(
         &metrics::FAILED_DUE_TO_REGEX,
-        if verdict.failed_due_to_regex { 1.0 } else { 0.0 },
+        if verdict.failed_due_to_regex {
+            1.0
+        } else {
+            0.0
+        },
     );
     if final_response.ssl {
         cx.log.info("Final request was over SSL", &[]);
@@ -222,7 +259,11 @@ pub async fn probe(cx: &ProbeContext<'_>, target: &str, s: &HttpSettings) -> Res
 
 /// Go's `resp.ContentLength`: the header's value, 0 when the response has
 /// no body by definition, else -1 (unknown: chunked or close-delimited).
-fn content_length(parts: &http::response::Parts, method: &http::Method, body: &hyper::body::Incoming) -> i64 {
+fn content_length(
+    parts: &http::response::Parts,
+    method: &http::Method,
+    body: &hyper::body::Incoming,
+) -> i64 {
     use hyper::body::Body as _;
     if let Some(n) = parts
         .headers
@@ -233,7 +274,12 @@ fn content_length(parts: &http::response::Parts, method: &http::Method, body: &h
         return n;
     }
     let code = parts.status.as_u16();
-    if *method == http::Method::HEAD || code == 204 || code == 304 || (100..200).contains(&code) || body.is_end_stream() {
+    if *method == http::Method::HEAD
+        || code == 204
+        || code == 304
+        || (100..200).contains(&code)
+        || body.is_end_stream()
+    {
         return 0;
     }
     -1
@@ -248,4 +294,3 @@ fn host_without_port(host: &str) -> String {
         _ => host.to_string(),
     }
 }
-

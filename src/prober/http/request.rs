@@ -9,7 +9,8 @@ use http::header::{self, HeaderMap, HeaderValue};
 
 use super::super::reason::{FailureReason, ProbeFailure};
 use crate::config::model::{
-    Authorization, ClientSettings, Compression, ExtraHeader, HttpSettings, RequestBody, SecretSource,
+    Authorization, ClientSettings, Compression, ExtraHeader, HttpSettings, RequestBody,
+    SecretSource,
 };
 
 /// The User-Agent sent unless the module sets one.
@@ -60,12 +61,19 @@ async fn read_secret(source: &SecretSource) -> Result<String, ProbeFailure> {
         SecretSource::File(path) => tokio::fs::read_to_string(path)
             .await
             .map(|s| s.trim().to_string())
-            .map_err(|e| invalid(format!("unable to read secret file {}: {e}", path.display()))),
+            .map_err(|e| {
+                invalid(format!(
+                    "unable to read secret file {}: {e}",
+                    path.display()
+                ))
+            }),
     }
 }
 
 /// The `Authorization` header value of the client config, if any.
-pub async fn authorization_value(client: &ClientSettings) -> Result<Option<HeaderValue>, ProbeFailure> {
+pub async fn authorization_value(
+    client: &ClientSettings,
+) -> Result<Option<HeaderValue>, ProbeFailure> {
     let value = match &client.authorization {
         None => return Ok(None),
         Some(Authorization::Basic { username, password }) => {
@@ -80,26 +88,36 @@ pub async fn authorization_value(client: &ClientSettings) -> Result<Option<Heade
                 base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}"))
             )
         }
-        Some(Authorization::Scheme { scheme, credentials }) => {
+        Some(Authorization::Scheme {
+            scheme,
+            credentials,
+        }) => {
             format!("{scheme} {}", read_secret(credentials).await?)
         }
     };
-    let mut v = HeaderValue::from_str(&value)
-        .map_err(|_| invalid("authorization credentials contain invalid header characters".into()))?;
+    let mut v = HeaderValue::from_str(&value).map_err(|_| {
+        invalid("authorization credentials contain invalid header characters".into())
+    })?;
     v.set_sensitive(true);
     Ok(Some(v))
 }
 
 /// Append the structured `http_headers` (values, secrets, then files).
-pub async fn append_extra_headers(headers: &mut HeaderMap, extra: &[ExtraHeader]) -> Result<(), ProbeFailure> {
+pub async fn append_extra_headers(
+    headers: &mut HeaderMap,
+    extra: &[ExtraHeader],
+) -> Result<(), ProbeFailure> {
     for h in extra {
         let mut values: Vec<(String, bool)> = Vec::new();
         values.extend(h.values.iter().map(|v| (v.clone(), false)));
         values.extend(h.secrets.iter().map(|v| (v.clone(), true)));
         for path in &h.files {
-            let content = tokio::fs::read_to_string(path)
-                .await
-                .map_err(|e| invalid(format!("unable to read header file {}: {e}", path.display())))?;
+            let content = tokio::fs::read_to_string(path).await.map_err(|e| {
+                invalid(format!(
+                    "unable to read header file {}: {e}",
+                    path.display()
+                ))
+            })?;
             values.push((content.trim().to_string(), true));
         }
         for (v, sensitive) in values {
@@ -142,24 +160,28 @@ pub async fn hop_headers(
     let mut headers = HeaderMap::new();
     headers.insert(
         header::USER_AGENT,
-        HeaderValue::from_str(&default_user_agent()).unwrap_or(HeaderValue::from_static("handshake_exporter")),
+        HeaderValue::from_str(&default_user_agent())
+            .unwrap_or(HeaderValue::from_static("handshake_exporter")),
     );
     for (name, value) in &s.headers {
         headers.insert(name.clone(), value.clone());
     }
-    if let Some(c) = s.compression {
-        if !headers.contains_key(header::ACCEPT_ENCODING) {
-            headers.insert(header::ACCEPT_ENCODING, HeaderValue::from_static(compression_token(c)));
-        }
+    if let Some(c) = s.compression
+        && !headers.contains_key(header::ACCEPT_ENCODING)
+    {
+        headers.insert(
+            header::ACCEPT_ENCODING,
+            HeaderValue::from_static(compression_token(c)),
+        );
     }
     if let Some(auth) = authorization_value(&s.client).await? {
         headers.insert(header::AUTHORIZATION, auth);
     }
     append_extra_headers(&mut headers, &s.client.extra_headers).await?;
-    if let Some(c) = cookie {
-        if let Ok(v) = HeaderValue::from_str(c) {
-            headers.insert(header::COOKIE, v);
-        }
+    if let Some(c) = cookie
+        && let Ok(v) = HeaderValue::from_str(c)
+    {
+        headers.insert(header::COOKIE, v);
     }
     if !has_body {
         headers.remove(header::CONTENT_LENGTH);
@@ -179,7 +201,9 @@ impl CookieJar {
         for v in headers.get_all(header::SET_COOKIE) {
             let Ok(v) = v.to_str() else { continue };
             let pair = v.split(';').next().unwrap_or_default();
-            let Some((name, value)) = pair.split_once('=') else { continue };
+            let Some((name, value)) = pair.split_once('=') else {
+                continue;
+            };
             let (name, value) = (name.trim().to_string(), value.trim().to_string());
             self.cookies.retain(|(h, n, _)| !(h == host && *n == name));
             self.cookies.push((host.to_string(), name, value));
@@ -208,7 +232,10 @@ mod tests {
 
     #[test]
     fn targets() {
-        assert_eq!(parse_target("example.com:8080/x").unwrap().as_str(), "http://example.com:8080/x");
+        assert_eq!(
+            parse_target("example.com:8080/x").unwrap().as_str(),
+            "http://example.com:8080/x"
+        );
         assert_eq!(parse_target("HTTPS://a/").unwrap().scheme(), "https");
         assert!(parse_target("ftp://a/").is_err());
         assert!(parse_target("http://").is_err());
