@@ -343,6 +343,11 @@ pub struct WebSocketProbeFile {
     pub bearer_token_file: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub proxy_url: Option<String>,
+    /// WebSocket over HTTP/2 (RFC 8441) when the server offers it; off by
+    /// default since an h2 connection without extended CONNECT cannot
+    /// carry the HTTP/1.1 upgrade.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub enable_http2: Option<bool>,
 
     /// blackbox master's nested client config.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -367,7 +372,8 @@ impl WebSocketProbeFile {
             || self.authorization.is_some()
             || self.bearer_token.is_some()
             || self.bearer_token_file.is_some()
-            || self.proxy_url.is_some();
+            || self.proxy_url.is_some()
+            || self.enable_http2.is_some();
         any.then(|| ClientConfigFile {
             tls_config: self.tls_config.clone(),
             basic_auth: self.basic_auth.clone(),
@@ -375,6 +381,7 @@ impl WebSocketProbeFile {
             bearer_token: self.bearer_token.clone(),
             bearer_token_file: self.bearer_token_file.clone(),
             proxy_url: self.proxy_url.clone(),
+            enable_http2: self.enable_http2,
             ..ClientConfigFile::default()
         })
     }

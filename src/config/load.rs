@@ -1065,7 +1065,7 @@ fn build_websocket(
     }
     let extra_headers = extra_headers(ctx, "websocket.headers", &structured, false)?;
 
-    let client = match (w.inline_client_config(), &w.http_config) {
+    let mut client = match (w.inline_client_config(), &w.http_config) {
         (Some(_), Some(_)) => {
             return Err(ctx.err(
                 "websocket.http_config",
@@ -1076,6 +1076,11 @@ fn build_websocket(
         (None, Some(nested)) => build_client(ctx, "websocket.http_config", nested)?,
         (None, None) => build_client(ctx, "websocket", &ClientConfigFile::default())?,
     };
+    // HTTP/1.1 upgrade unless RFC 8441 is asked for explicitly.
+    client.enable_http2 = w
+        .enable_http2
+        .or_else(|| w.http_config.as_ref().and_then(|c| c.enable_http2))
+        .unwrap_or(false);
 
     for (i, p) in w.subprotocols.iter().enumerate() {
         let is_token = !p.is_empty()
@@ -1127,7 +1132,10 @@ fn build_websocket(
                     "payload is not UTF-8 text; use send_binary for binary messages",
                 )
             })?;
-            query_response.push(WsStep::SendText(text));
+            query_response.push(WsStep::SendText {
+                text,
+                expand_captures: step.expect.is_some(),
+            });
         }
         if let Some(b) = &step.send_binary {
             query_response.push(WsStep::SendBinary(b.as_bytes().to_vec()));
@@ -2133,8 +2141,12 @@ modules:
         assert_eq!(names, vec!["origin", "x-api-key"]);
         assert_eq!(w.query_response.len(), 3);
         assert!(matches!(&w.query_response[0], WsStep::Expect(r) if r.is_match(b"hello bob")));
-        assert!(matches!(&w.query_response[1], WsStep::SendText(s) if s == "hi ${1}"));
-        assert!(matches!(&w.query_response[2], WsStep::SendText(s) if s == "ping"));
+        assert!(
+            matches!(&w.query_response[1], WsStep::SendText { text, expand_captures: true } if text == "hi ${1}")
+        );
+        assert!(
+            matches!(&w.query_response[2], WsStep::SendText { text, expand_captures: false } if text == "ping")
+        );
         let masked = &module(&c, "websocket_example").masked_yaml;
         assert!(!masked.contains("s3cr3t"), "{masked}");
         assert!(masked.contains("<secret>"), "{masked}");
@@ -2182,7 +2194,9 @@ modules:
         let e = load_err(&ws_module("proxy_url: socks5h://p:1080"));
         assert_contains(&e, &["websocket.proxy_url", "not supported"]);
         let c = load(&ws_module("query_response:\n  - send: !!binary aGk=")).expect("loads");
-        assert!(matches!(&ws(&c, "w").query_response[0], WsStep::SendText(s) if s == "hi"));
+        assert!(
+            matches!(&ws(&c, "w").query_response[0], WsStep::SendText { text, .. } if text == "hi")
+        );
         let e = load_err(&ws_module(
             "query_response:\n  - send: !!binary AAAACATSFi8=",
         ));

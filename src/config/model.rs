@@ -230,7 +230,12 @@ pub struct TlsProbeSettings {
 /// One WebSocket `query_response` step.
 #[derive(Debug, Clone)]
 pub enum WsStep {
-    SendText(String),
+    /// A text message; with `expand_captures` (blackbox master's
+    /// `{expect, send}` item), `${1}`/`$name` refer to that expect's match.
+    SendText {
+        text: String,
+        expand_captures: bool,
+    },
     SendBinary(Vec<u8>),
     /// Scan incoming data messages until one matches.
     Expect(regex::bytes::Regex),

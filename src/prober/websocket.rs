@@ -404,12 +404,20 @@ async fn exchange(
     s: &WebSocketSettings,
     ws: &mut Ws,
 ) -> Result<(), ProbeFailure> {
+    let mut last_match: Option<(&regex::bytes::Regex, Vec<u8>)> = None;
     for (i, step) in s.query_response.iter().enumerate() {
         match step {
-            WsStep::SendText(text) => {
+            WsStep::SendText {
+                text,
+                expand_captures,
+            } => {
+                let text = match (&last_match, expand_captures) {
+                    (Some((re, message)), true) => expand(re, message, text),
+                    _ => text.clone(),
+                };
                 cx.log
-                    .debug("Sending text message", &[("step", &i), ("message", text)]);
-                send(ws, Message::text(text.as_str())).await?;
+                    .debug("Sending text message", &[("step", &i), ("message", &text)]);
+                send(ws, Message::text(text)).await?;
             }
             WsStep::SendBinary(data) => {
                 cx.log.debug(
@@ -422,9 +430,12 @@ async fn exchange(
                 cx.set_deadline_reason(FailureReason::ExpectFailed);
                 let result = expect(cx, ws, re).await;
                 cx.set_deadline_reason(FailureReason::Timeout);
-                if let Err(e) = result {
-                    cx.metrics.set(&FAILED_DUE_TO_REGEX, 1.0);
-                    return Err(e);
+                match result {
+                    Ok(message) => last_match = Some((re, message)),
+                    Err(e) => {
+                        cx.metrics.set(&FAILED_DUE_TO_REGEX, 1.0);
+                        return Err(e);
+                    }
                 }
             }
         }
@@ -433,6 +444,16 @@ async fn exchange(
         ping(cx, ws).await?;
     }
     Ok(())
+}
+
+/// `${1}` / `$name` in `template` from the captures of `re` in `message`.
+fn expand(re: &regex::bytes::Regex, message: &[u8], template: &str) -> String {
+    let mut out = Vec::new();
+    match re.captures(message) {
+        Some(c) => c.expand(template.as_bytes(), &mut out),
+        None => out.extend_from_slice(template.as_bytes()),
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 async fn send(ws: &mut Ws, msg: Message) -> Result<(), ProbeFailure> {
@@ -444,18 +465,18 @@ async fn send(ws: &mut Ws, msg: Message) -> Result<(), ProbeFailure> {
     })
 }
 
-/// Scan incoming data messages until one matches.
+/// Scan incoming data messages until one matches; returns that message.
 async fn expect(
     cx: &ProbeContext<'_>,
     ws: &mut Ws,
     re: &regex::bytes::Regex,
-) -> Result<(), ProbeFailure> {
+) -> Result<Vec<u8>, ProbeFailure> {
     loop {
         match ws.next().await {
             Some(Ok(Message::Text(t))) => {
                 if re.is_match(t.as_bytes()) {
                     cx.log.debug("Message matched", &[("regexp", &re.as_str())]);
-                    return Ok(());
+                    return Ok(t.as_bytes().to_vec());
                 }
                 cx.log
                     .debug("Skipping message", &[("message", &t.as_str())]);
@@ -464,7 +485,7 @@ async fn expect(
                 if re.is_match(&b) {
                     cx.log
                         .debug("Binary message matched", &[("regexp", &re.as_str())]);
-                    return Ok(());
+                    return Ok(b.to_vec());
                 }
                 cx.log
                     .debug("Skipping binary message", &[("bytes", &b.len())]);
