@@ -17,8 +17,10 @@ pub static IP_PROTOCOL: GaugeSpec = GaugeSpec::when_set(
     "probe_ip_protocol",
     "Specifies whether probe ip protocol is IP4 or IP6",
 );
-pub static IP_ADDR_HASH: GaugeSpec =
-    GaugeSpec::when_set("probe_ip_addr_hash", "Specifies the hash of IP address");
+pub static IP_ADDR_HASH: GaugeSpec = GaugeSpec::when_set(
+    "probe_ip_addr_hash",
+    "Specifies the hash of IP address. It's useful to detect if the IP address changes.",
+);
 
 pub static METRICS: &[&GaugeSpec] = &[&DNS_LOOKUP_TIME, &IP_PROTOCOL, &IP_ADDR_HASH];
 

@@ -12,11 +12,11 @@ use crate::net::tls::ChainRecord;
 
 pub static EARLIEST_CERT_EXPIRY: GaugeSpec = GaugeSpec::when_set(
     "probe_ssl_earliest_cert_expiry",
-    "Returns earliest SSL cert expiry in unixtime, over every certificate the server presented",
+    "Returns last SSL chain expiry in unixtime",
 );
 pub static LAST_CHAIN_EXPIRY: GaugeSpec = GaugeSpec::when_set(
     "probe_ssl_last_chain_expiry_timestamp_seconds",
-    "Returns last SSL chain expiry in timestamp: the earliest expiry in the verified chain",
+    "Returns last SSL chain expiry in timestamp",
 );
 pub static LAST_CHAIN_INFO: GaugeSpec = GaugeSpec::labelled(
     "probe_ssl_last_chain_info",

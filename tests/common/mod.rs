@@ -1,0 +1,26 @@
+//! Shared support for the integration tests.
+//!
+//! Every `tests/*.rs` file declares `mod common;` and uses what it needs, so
+//! most helpers are unused in any one test crate.
+#![allow(dead_code)]
+
+pub mod blackbox;
+pub mod exporter;
+pub mod exposition;
+pub mod http_server;
+pub mod pki;
+
+use std::net::{SocketAddr, TcpListener};
+
+/// A port on 127.0.0.1 that was free a moment ago: bind port 0, read the
+/// port, drop the listener. Another process may take it in between; callers
+/// that start a process on it retry on "address in use".
+pub fn free_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+    listener.local_addr().expect("local_addr").port()
+}
+
+/// `127.0.0.1:<port>` of a port nobody listens on (connection refused).
+pub fn closed_addr() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], free_port()))
+}
