@@ -8,7 +8,10 @@ pub mod blackbox;
 pub mod exporter;
 pub mod exposition;
 pub mod http_server;
+pub mod nginx;
 pub mod pki;
+pub mod probe;
+pub mod ws_server;
 
 use std::net::{SocketAddr, TcpListener};
 

@@ -1,0 +1,1 @@
+//! In-process WebSocket test servers (filled in by the WebSocket tests).
