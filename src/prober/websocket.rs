@@ -150,6 +150,19 @@ fn has_token(headers: &HeaderMap, name: header::HeaderName, token: &str) -> bool
     })
 }
 
+/// Where a probe connects, computed once (a fallback to HTTP/1.1 after a
+/// failed RFC 8441 attempt dials the same endpoint again).
+struct Endpoint {
+    url: url::Url,
+    secure: bool,
+    host: String,
+    port: u16,
+    host_header: String,
+    server_name: String,
+    dial_addr: SocketAddr,
+    proxy_url: Option<url::Url>,
+}
+
 pub async fn probe(
     cx: &ProbeContext<'_>,
     target: &str,
@@ -170,7 +183,7 @@ pub async fn probe(
     };
     cx.metrics.set(&SSL, if secure { 1.0 } else { 0.0 });
 
-    // resolve + connect (through an HTTP proxy with CONNECT when configured)
+    // resolve (through an HTTP proxy with CONNECT when configured)
     let proxy_url = proxy_for(&http_equivalent(&url), s.client.proxy.as_ref());
     let target_ip = address::resolve_target(cx, &host, s.address, Some(&WS_DURATION)).await?;
     let dial_addr = match &proxy_url {
@@ -181,38 +194,52 @@ pub async fn probe(
         }
         None => SocketAddr::new(target_ip, port),
     };
-    let connect = cx.phase(&WS_DURATION, "connect");
-    let tcp = dial::connect(dial_addr, None).await?;
-    let mut stream: Box<dyn Stream> = Box::new(tcp);
-    if let Some(p) = &proxy_url {
-        let authority = match url.host() {
-            Some(url::Host::Ipv6(v6)) => format!("[{v6}]:{port}"),
-            _ => format!("{host}:{port}"),
-        };
-        connect_tunnel(stream.as_mut(), &authority, p, &s.client).await?;
-    }
-    connect.finish();
-    cx.log.info("Connected", &[("address", &dial_addr)]);
+    let server_name = s
+        .client
+        .tls
+        .settings
+        .server_name
+        .clone()
+        .or_else(|| cx.hostname.map(str::to_string))
+        .unwrap_or_else(|| host.clone());
+    let ep = Endpoint {
+        url,
+        secure,
+        host,
+        port,
+        host_header,
+        server_name,
+        dial_addr,
+        proxy_url,
+    };
 
-    if secure {
-        let server_name = s
-            .client
-            .tls
-            .settings
-            .server_name
-            .clone()
-            .or_else(|| cx.hostname.map(str::to_string))
-            .unwrap_or_else(|| host.clone());
-        let handshake = cx.phase(&WS_DURATION, "tls");
-        let tls =
-            tls_metrics::handshake(cx, &s.client.tls, stream, &server_name, Alpn::Http1).await?;
-        handshake.finish();
-        stream = Box::new(tls);
-    }
-
-    let processing = cx.phase(&WS_DURATION, "processing");
-    let mut ws = upgrade_http1(cx, s, &url, &host_header, stream).await?;
-    processing.finish();
+    let want_h2 = secure && s.client.enable_http2;
+    let alpn = if want_h2 {
+        Alpn::H2AndHttp1
+    } else {
+        Alpn::Http1
+    };
+    let (stream, h2) = open(cx, s, &ep, alpn).await?;
+    let (mut ws, _connection) = if h2 {
+        let processing = cx.phase(&WS_DURATION, "processing");
+        let attempt = upgrade_h2(cx, s, &ep, stream).await?;
+        processing.finish();
+        match attempt {
+            Some(upgraded) => upgraded,
+            None => {
+                // As browsers do: a server whose h2 connection cannot carry
+                // WebSockets gets an HTTP/1.1 connection of its own.
+                cx.log.info(
+                    "Server did not enable extended CONNECT (RFC 8441): retrying over HTTP/1.1",
+                    &[],
+                );
+                let (stream, _) = open(cx, s, &ep, Alpn::Http1).await?;
+                upgrade_http1(cx, s, &ep, stream).await?
+            }
+        }
+    } else {
+        upgrade_http1(cx, s, &ep, stream).await?
+    };
     cx.metrics.set(&CONNECTION_UPGRADED, 1.0);
 
     let transfer = cx.phase(&WS_DURATION, "transfer");
@@ -222,6 +249,36 @@ pub async fn probe(
     }
     transfer.finish();
     result
+}
+
+/// Connect (through the proxy tunnel if any) and, for wss, run TLS with the
+/// given ALPN offer. Returns the stream and whether h2 was negotiated.
+async fn open(
+    cx: &ProbeContext<'_>,
+    s: &WebSocketSettings,
+    ep: &Endpoint,
+    alpn: Alpn,
+) -> Result<(Box<dyn Stream>, bool), ProbeFailure> {
+    let connect = cx.phase(&WS_DURATION, "connect");
+    let tcp = dial::connect(ep.dial_addr, None).await?;
+    let mut stream: Box<dyn Stream> = Box::new(tcp);
+    if let Some(p) = &ep.proxy_url {
+        let authority = match ep.url.host() {
+            Some(url::Host::Ipv6(v6)) => format!("[{v6}]:{}", ep.port),
+            _ => format!("{}:{}", ep.host, ep.port),
+        };
+        connect_tunnel(stream.as_mut(), &authority, p, &s.client).await?;
+    }
+    connect.finish();
+    cx.log.info("Connected", &[("address", &ep.dial_addr)]);
+    if !ep.secure {
+        return Ok((stream, false));
+    }
+    let handshake = cx.phase(&WS_DURATION, "tls");
+    let tls = tls_metrics::handshake(cx, &s.client.tls, stream, &ep.server_name, alpn).await?;
+    handshake.finish();
+    let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
+    Ok((Box::new(tls), h2))
 }
 
 /// The http(s) form of a ws(s) URL (for proxy selection).
@@ -235,28 +292,18 @@ fn http_equivalent(url: &url::Url) -> url::Url {
     url::Url::parse(&s).unwrap_or_else(|_| url.clone())
 }
 
-async fn upgrade_http1(
-    cx: &ProbeContext<'_>,
-    s: &WebSocketSettings,
-    url: &url::Url,
-    host_header: &str,
-    stream: Box<dyn Stream>,
-) -> Result<Ws, ProbeFailure> {
-    let key = tokio_tungstenite::tungstenite::handshake::client::generate_key();
-    let path = match url.query() {
+/// The request path with query.
+fn path_and_query(url: &url::Url) -> String {
+    match url.query() {
         Some(q) => format!("{}?{q}", url.path()),
         None => url.path().to_string(),
-    };
+    }
+}
+
+/// Headers both handshakes send: User-Agent, the module's headers, auth,
+/// Sec-WebSocket-Version and the offered subprotocols.
+async fn handshake_headers(s: &WebSocketSettings) -> Result<HeaderMap, ProbeFailure> {
     let mut headers = HeaderMap::new();
-    headers.insert(
-        header::HOST,
-        HeaderValue::from_str(host_header).map_err(|_| {
-            fail(
-                FailureReason::InvalidTarget,
-                format!("invalid Host {host_header:?}"),
-            )
-        })?,
-    );
     if let Ok(ua) = HeaderValue::from_str(&default_user_agent()) {
         headers.insert(header::USER_AGENT, ua);
     }
@@ -268,24 +315,26 @@ async fn upgrade_http1(
     if let Some(auth) = authorization_value(&s.client).await? {
         headers.insert(header::AUTHORIZATION, auth);
     }
-    headers.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
-    headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
     headers.insert(
         header::SEC_WEBSOCKET_VERSION,
         HeaderValue::from_static("13"),
-    );
-    headers.insert(
-        header::SEC_WEBSOCKET_KEY,
-        HeaderValue::from_str(&key).map_err(|_| fail(FailureReason::InvalidTarget, "bad key"))?,
     );
     if !s.subprotocols.is_empty() {
         let v = HeaderValue::from_str(&s.subprotocols.join(", "))
             .map_err(|_| fail(FailureReason::InvalidTarget, "invalid subprotocol names"))?;
         headers.insert(header::SEC_WEBSOCKET_PROTOCOL, v);
     }
+    Ok(headers)
+}
+
+fn request(
+    method: http::Method,
+    uri: String,
+    headers: HeaderMap,
+) -> Result<http::Request<Empty<Bytes>>, ProbeFailure> {
     let mut req = http::Request::builder()
-        .method(http::Method::GET)
-        .uri(path)
+        .method(method)
+        .uri(uri)
         .body(Empty::<Bytes>::new())
         .map_err(|e| {
             fail(
@@ -294,17 +343,104 @@ async fn upgrade_http1(
             )
         })?;
     *req.headers_mut() = headers;
+    Ok(req)
+}
+
+/// A refused handshake: the status says which failure it is.
+fn refused(status: u16) -> ProbeFailure {
+    let reason = classify_status(status);
+    let hint = match reason {
+        FailureReason::UpgradeIgnored => {
+            "the server answered as plain HTTP: a proxy/CDN dropped the Upgrade header or this is not a WebSocket endpoint"
+        }
+        FailureReason::UpgradeRejected => {
+            "the upgrade was refused (a proxy forwarding without Upgrade headers answers 400/426; also auth or origin checks)"
+        }
+        FailureReason::UpstreamUnavailable => {
+            "the proxy is up but the WebSocket backend is down or over its connection limit"
+        }
+        _ => "the server failed the upgrade",
+    };
+    fail(
+        reason,
+        format!("WebSocket upgrade got HTTP {status}: {hint}"),
+    )
+}
+
+/// The selected subprotocol must be one we offered; with
+/// `fail_if_subprotocol_not_negotiated` one must be selected. A server that
+/// selects none is otherwise fine (browsers accept it; tungstenite does not).
+fn check_subprotocol(
+    cx: &ProbeContext<'_>,
+    s: &WebSocketSettings,
+    headers: &HeaderMap,
+) -> Result<(), ProbeFailure> {
+    let selected = headers
+        .get(header::SEC_WEBSOCKET_PROTOCOL)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.trim().to_string())
+        .filter(|v| !v.is_empty());
+    match &selected {
+        Some(p) if !s.subprotocols.iter().any(|o| o == p) => Err(fail(
+            FailureReason::SubprotocolMismatch,
+            format!("server selected subprotocol {p:?}, which was not offered"),
+        )),
+        Some(p) => {
+            cx.metrics.set_labelled(&SUBPROTOCOL_INFO, &[p], 1.0);
+            Ok(())
+        }
+        None if s.fail_if_subprotocol_not_negotiated => Err(fail(
+            FailureReason::SubprotocolMismatch,
+            format!(
+                "server selected none of the offered subprotocols {:?}",
+                s.subprotocols
+            ),
+        )),
+        None => Ok(()),
+    }
+}
+
+/// RFC 6455 opening handshake over HTTP/1.1.
+async fn upgrade_http1(
+    cx: &ProbeContext<'_>,
+    s: &WebSocketSettings,
+    ep: &Endpoint,
+    stream: Box<dyn Stream>,
+) -> Result<(Ws, ConnectionTask), ProbeFailure> {
+    let processing = cx.phase(&WS_DURATION, "processing");
+    let key = tokio_tungstenite::tungstenite::handshake::client::generate_key();
+    let mut headers = handshake_headers(s).await?;
+    headers.insert(
+        header::HOST,
+        HeaderValue::from_str(&ep.host_header).map_err(|_| {
+            fail(
+                FailureReason::InvalidTarget,
+                format!("invalid Host {:?}", ep.host_header),
+            )
+        })?,
+    );
+    headers.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
+    headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+    headers.insert(
+        header::SEC_WEBSOCKET_KEY,
+        HeaderValue::from_str(&key).map_err(|_| fail(FailureReason::InvalidTarget, "bad key"))?,
+    );
+    let req = request(http::Method::GET, path_and_query(&ep.url), headers)?;
 
     cx.log.info(
         "Sending WebSocket upgrade request",
-        &[("url", url), ("host", &host_header)],
+        &[
+            ("url", &ep.url),
+            ("host", &ep.host_header),
+            ("http_version", &"1.1"),
+        ],
     );
     let (mut sender, conn) = hyper::client::conn::http1::Builder::new()
         .title_case_headers(true)
         .handshake(TokioIo::new(stream))
         .await
         .map_err(|e| hyper_failure(&e, "HTTP handshake"))?;
-    let _connection = ConnectionTask::spawn(conn.with_upgrades());
+    let connection = ConnectionTask::spawn(conn.with_upgrades());
     let mut response = sender
         .send_request(req)
         .await
@@ -314,25 +450,8 @@ async fn upgrade_http1(
     cx.metrics.set(&HTTP_VERSION, 1.1);
     cx.log
         .info("Received handshake response", &[("status_code", &status)]);
-
     if status != 101 {
-        let reason = classify_status(status);
-        let hint = match reason {
-            FailureReason::UpgradeIgnored => {
-                "the server answered as plain HTTP: a proxy/CDN dropped the Upgrade header or this is not a WebSocket endpoint"
-            }
-            FailureReason::UpgradeRejected => {
-                "the upgrade was refused (a proxy forwarding without Upgrade headers answers 400/426; also auth or origin checks)"
-            }
-            FailureReason::UpstreamUnavailable => {
-                "the proxy is up but the WebSocket backend is down or over its connection limit"
-            }
-            _ => "the server failed the upgrade",
-        };
-        return Err(fail(
-            reason,
-            format!("WebSocket upgrade got HTTP {status}: {hint}"),
-        ));
+        return Err(refused(status));
     }
     let h = response.headers();
     if !has_token(h, header::UPGRADE, "websocket") {
@@ -357,34 +476,107 @@ async fn upgrade_http1(
             format!("Sec-WebSocket-Accept is {accept:?}, expected {expected:?}"),
         ));
     }
-    let selected = h
-        .get(header::SEC_WEBSOCKET_PROTOCOL)
-        .and_then(|v| v.to_str().ok())
-        .map(|v| v.trim().to_string())
-        .filter(|v| !v.is_empty());
-    match &selected {
-        Some(p) if !s.subprotocols.iter().any(|o| o == p) => {
-            return Err(fail(
-                FailureReason::SubprotocolMismatch,
-                format!("server selected subprotocol {p:?}, which was not offered"),
-            ));
-        }
-        Some(p) => cx.metrics.set_labelled(&SUBPROTOCOL_INFO, &[p], 1.0),
-        None if s.fail_if_subprotocol_not_negotiated => {
-            return Err(fail(
-                FailureReason::SubprotocolMismatch,
-                format!(
-                    "server selected none of the offered subprotocols {:?}",
-                    s.subprotocols
-                ),
-            ));
-        }
-        None => {}
-    }
+    check_subprotocol(cx, s, h)?;
     let upgraded = hyper::upgrade::on(&mut response)
         .await
         .map_err(|e| hyper_failure(&e, "WebSocket upgrade"))?;
-    Ok(WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Client, None).await)
+    processing.finish();
+    let ws = WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Client, None).await;
+    Ok((ws, connection))
+}
+
+/// RFC 8441: a WebSocket in an HTTP/2 stream opened with extended CONNECT.
+/// None when the server does not enable it (the caller falls back to
+/// HTTP/1.1). The connection task must outlive the WebSocket: the stream
+/// is multiplexed on it.
+async fn upgrade_h2(
+    cx: &ProbeContext<'_>,
+    s: &WebSocketSettings,
+    ep: &Endpoint,
+    stream: Box<dyn Stream>,
+) -> Result<Option<(Ws, ConnectionTask)>, ProbeFailure> {
+    // usize::MAX until the server's SETTINGS say otherwise: a change shows
+    // they arrived.
+    let (mut sender, conn) =
+        hyper::client::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
+            .initial_max_send_streams(usize::MAX)
+            .handshake(TokioIo::new(stream))
+            .await
+            .map_err(|e| hyper_failure(&e, "HTTP/2 handshake"))?;
+    // The client preface does not wait for the server's SETTINGS: drive the
+    // connection until they have been applied (SETTINGS_ENABLE_CONNECT_PROTOCOL,
+    // or a MAX_CONCURRENT_STREAMS showing they came without it), at most 1 s.
+    // h2 applies them without waking us, hence the short re-check tick.
+    let mut conn = Box::pin(conn);
+    let settle_until = tokio::time::Instant::now() + std::time::Duration::from_secs(1);
+    let mut tick = tokio::time::interval(std::time::Duration::from_millis(2));
+    loop {
+        if conn.is_extended_connect_protocol_enabled()
+            || conn.current_max_send_streams() != usize::MAX
+        {
+            break;
+        }
+        if tokio::time::Instant::now() >= settle_until {
+            break;
+        }
+        tokio::select! {
+            result = conn.as_mut() => {
+                let detail = result.err().map(|e| e.to_string()).unwrap_or_else(|| "closed".into());
+                return Err(fail(
+                    FailureReason::ConnectionReset,
+                    format!("HTTP/2 connection ended during the handshake: {detail}"),
+                ));
+            }
+            _ = tick.tick() => {}
+        }
+    }
+    cx.log.debug(
+        "HTTP/2 settings",
+        &[
+            (
+                "extended_connect",
+                &conn.is_extended_connect_protocol_enabled(),
+            ),
+            ("max_send_streams", &conn.current_max_send_streams()),
+        ],
+    );
+    if !conn.is_extended_connect_protocol_enabled() {
+        return Ok(None);
+    }
+    let connection = ConnectionTask::spawn(conn);
+    let mut headers = handshake_headers(s).await?;
+    headers.remove(header::HOST);
+    let uri = format!("https://{}{}", ep.host_header, path_and_query(&ep.url));
+    let mut req = request(http::Method::CONNECT, uri, headers)?;
+    *req.version_mut() = http::Version::HTTP_2;
+    req.extensions_mut()
+        .insert(hyper::ext::Protocol::from_static("websocket"));
+    cx.log.info(
+        "Sending WebSocket extended CONNECT",
+        &[
+            ("url", &ep.url),
+            ("host", &ep.host_header),
+            ("http_version", &"2"),
+        ],
+    );
+    let mut response = sender
+        .send_request(req)
+        .await
+        .map_err(|e| hyper_failure(&e, "WebSocket extended CONNECT"))?;
+    let status = response.status().as_u16();
+    cx.metrics.set(&STATUS_CODE, f64::from(status));
+    cx.metrics.set(&HTTP_VERSION, 2.0);
+    cx.log
+        .info("Received handshake response", &[("status_code", &status)]);
+    if !(200..300).contains(&status) {
+        return Err(refused(status));
+    }
+    check_subprotocol(cx, s, response.headers())?;
+    let upgraded = hyper::upgrade::on(&mut response)
+        .await
+        .map_err(|e| hyper_failure(&e, "WebSocket extended CONNECT"))?;
+    let ws = WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Client, None).await;
+    Ok(Some((ws, connection)))
 }
 
 fn record_close(cx: &ProbeContext<'_>, frame: &Option<CloseFrame>) -> String {
