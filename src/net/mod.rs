@@ -3,6 +3,7 @@
 
 pub mod cert;
 pub mod dial;
+pub mod ocsp;
 pub mod resolve;
 pub mod tls;
 

@@ -8,6 +8,7 @@
 use super::ProbeContext;
 use super::metrics::GaugeSpec;
 use crate::net::cert::{self, CertInfo};
+use crate::net::ocsp;
 use crate::net::tls::ChainRecord;
 
 pub static EARLIEST_CERT_EXPIRY: GaugeSpec = GaugeSpec::when_set(
@@ -44,7 +45,34 @@ pub static TLS_CIPHER_INFO: GaugeSpec = GaugeSpec::labelled(
     &["cipher"],
 );
 
+pub static CERT_EXPIRY: GaugeSpec = GaugeSpec::labelled(
+    "probe_ssl_cert_expiry_timestamp_seconds",
+    "NotAfter of each certificate the server presented, by position in the chain (0 = leaf)",
+    &["issuer_cn", "position", "serialnumber", "subject_cn"],
+);
+pub static OCSP_STAPLED: GaugeSpec = GaugeSpec::when_set(
+    "probe_ssl_ocsp_stapled",
+    "Whether the server stapled an OCSP response",
+);
+pub static OCSP_STATUS: GaugeSpec = GaugeSpec::labelled(
+    "probe_ssl_ocsp_status",
+    "Certificate status in the stapled OCSP response (only when one was stapled)",
+    &["status"],
+);
+pub static OCSP_NEXT_UPDATE: GaugeSpec = GaugeSpec::when_set(
+    "probe_ssl_ocsp_next_update_timestamp_seconds",
+    "nextUpdate of the stapled OCSP response in unixtime",
+);
+
+/// At most this many presented certificates get their own expiry series
+/// (bounded cardinality whatever a server sends).
+const MAX_CERT_SERIES: usize = 10;
+
 pub static METRICS: &[&GaugeSpec] = &[
+    &CERT_EXPIRY,
+    &OCSP_STAPLED,
+    &OCSP_STATUS,
+    &OCSP_NEXT_UPDATE,
     &EARLIEST_CERT_EXPIRY,
     &LAST_CHAIN_EXPIRY,
     &LAST_CHAIN_INFO,
@@ -97,6 +125,21 @@ pub fn record(cx: &ProbeContext<'_>, chain: &ChainRecord, session: Option<Sessio
             1.0,
         );
     }
+    for (position, c) in presented.iter().take(MAX_CERT_SERIES).enumerate() {
+        cx.metrics.set_labelled(
+            &CERT_EXPIRY,
+            &[
+                &c.issuer_cn,
+                &position.to_string(),
+                &c.serial_hex,
+                &c.subject_cn,
+            ],
+            c.not_after as f64,
+        );
+    }
+    if !chain.presented.is_empty() {
+        record_ocsp(cx, chain.ocsp.as_deref(), presented.first());
+    }
     if !chain.verified.is_empty() {
         let verified = parse_all(&chain.verified);
         if let Some(expiry) = cert::chain_expiry(&verified) {
@@ -112,6 +155,35 @@ pub fn record(cx: &ProbeContext<'_>, chain: &ChainRecord, session: Option<Sessio
         cx.metrics
             .set_labelled(&TLS_CIPHER_INFO, &[&cert::cipher_suite_name(s.cipher)], 1.0);
     }
+}
+
+/// The staple, when there is one: status and next update. A staple that
+/// does not parse is logged and reported as stapled without a status.
+fn record_ocsp(cx: &ProbeContext<'_>, staple: Option<&[u8]>, leaf: Option<&CertInfo>) {
+    let Some(der) = staple else {
+        cx.metrics.set(&OCSP_STAPLED, 0.0);
+        return;
+    };
+    cx.metrics.set(&OCSP_STAPLED, 1.0);
+    let serial = leaf.map(|l| hex_bytes(&l.serial_hex));
+    match ocsp::parse(der, serial.as_deref()) {
+        Ok(info) => {
+            cx.metrics
+                .set_labelled(&OCSP_STATUS, &[info.status.as_str()], 1.0);
+            if let Some(next) = info.next_update {
+                cx.metrics.set(&OCSP_NEXT_UPDATE, next as f64);
+            }
+        }
+        Err(e) => cx.log.warn("Unreadable OCSP staple", &[("err", &e)]),
+    }
+}
+
+fn hex_bytes(hex: &str) -> Vec<u8> {
+    hex.as_bytes()
+        .chunks(2)
+        .filter_map(|pair| std::str::from_utf8(pair).ok())
+        .filter_map(|pair| u8::from_str_radix(pair, 16).ok())
+        .collect()
 }
 
 /// What one handshake showed: the verifier's record and, when it
