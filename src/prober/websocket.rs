@@ -357,7 +357,7 @@ fn refused(status: u16) -> ProbeFailure {
             "the upgrade was refused (a proxy forwarding without Upgrade headers answers 400/426; also auth or origin checks)"
         }
         FailureReason::UpstreamUnavailable => {
-            "the proxy is up but the WebSocket backend is down or over its connection limit"
+            "the proxy is up but the WebSocket backend is down, over its connection limit, or hung up on a request the proxy forwarded without Upgrade headers"
         }
         _ => "the server failed the upgrade",
     };
