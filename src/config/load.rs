@@ -64,11 +64,12 @@ const WS_HANDSHAKE_HEADERS: &[&str] = &[
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("error reading config file {path:?}: {source}")]
+    #[error("error reading config file {path:?}: {cause}")]
     Read {
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        /// In the message already, so not an error source (printing the
+        /// chain would repeat it).
+        cause: std::io::Error,
     },
     /// YAML syntax, unknown keys, duplicate keys and type errors; the message
     /// ends with the line and column.
@@ -83,21 +84,21 @@ pub enum ConfigError {
         key: String,
         message: String,
     },
-    #[error("module {module:?}: {key}: cannot read {path:?}: {source}")]
+    #[error("module {module:?}: {key}: cannot read {path:?}: {cause}")]
     ReadFile {
         module: String,
         key: String,
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        /// In the message already, so not an error source (printing the
+        /// chain would repeat it).
+        cause: std::io::Error,
     },
-    /// `source` already starts with "tls_config: "; `detail` names the file.
-    #[error("module {module:?}: {block}: {source}{detail}")]
+    /// `cause` already starts with "tls_config: "; `detail` names the file.
+    #[error("module {module:?}: {block}: {cause}{detail}")]
     Tls {
         module: String,
         block: String,
-        #[source]
-        source: Box<TlsBuildError>,
+        cause: Box<TlsBuildError>,
         detail: String,
     },
     #[error("error rendering config: {0}")]
@@ -109,7 +110,7 @@ pub enum ConfigError {
 pub fn load_file(path: &Path) -> Result<Config, ConfigError> {
     let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
         path: path.to_path_buf(),
-        source,
+        cause: source,
     })?;
     let base_dir = path.parent().unwrap_or_else(|| Path::new(""));
     load_str(&text, base_dir).map_err(|e| match e {
@@ -219,7 +220,7 @@ impl Ctx<'_> {
             module: self.module.to_string(),
             key: key.to_string(),
             path: resolved,
-            source,
+            cause: source,
         })
     }
 }
@@ -425,7 +426,7 @@ fn build_tls(
         ConfigError::Tls {
             module: ctx.module.to_string(),
             block: block.to_string(),
-            source: Box::new(source),
+            cause: Box::new(source),
             detail,
         }
     })

@@ -126,7 +126,7 @@ fn query_pairs(req: &Request<Incoming>) -> Vec<(String, String)> {
 }
 
 /// Route one request.
-pub async fn route(app: &App, req: Request<Incoming>) -> Reply {
+pub async fn route(app: &Arc<App>, req: Request<Incoming>) -> Reply {
     let path = req.uri().path().to_string();
     match path.as_str() {
         "/probe" => {

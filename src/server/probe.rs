@@ -1,6 +1,7 @@
 //! The `/probe` endpoint: parameter checks in blackbox's order, the timeout
 //! rule, the probe itself, history, and the metrics or debug page.
 
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use crate::config::model::{Module, ProberSettings};
@@ -81,7 +82,11 @@ fn check_hostname(module: &Module, hostname: &str) -> Result<(), String> {
     Ok(())
 }
 
-pub async fn handle(app: &App, query: &[(String, String)], scrape_timeout: Option<&str>) -> Reply {
+pub async fn handle(
+    app: &Arc<App>,
+    query: &[(String, String)],
+    scrape_timeout: Option<&str>,
+) -> Reply {
     let param = |name: &str| {
         query
             .iter()
@@ -115,23 +120,54 @@ pub async fn handle(app: &App, query: &[(String, String)], scrape_timeout: Optio
     }
     let debug = param("debug") == Some("true");
 
+    // The probe and its bookkeeping run in their own task: when Prometheus
+    // gives up on a scrape and drops the connection, the probe still ends at
+    // its deadline and is counted, logged and kept in the history.
+    let task = tokio::spawn(run_and_record(
+        app.clone(),
+        module,
+        module_name.to_string(),
+        target.to_string(),
+        hostname.map(str::to_string),
+        timeout,
+    ));
+    let (report_text, debug_page) = match task.await {
+        Ok(done) => done,
+        Err(e) => return Reply::text(500, format!("probe task failed: {e}\n")),
+    };
+    if debug {
+        Reply::text(200, debug_page)
+    } else {
+        Reply::metrics(report_text)
+    }
+}
+
+/// Run one probe, update the exporter metrics and the history; returns the
+/// exposition text and the debug page.
+async fn run_and_record(
+    app: Arc<App>,
+    module: Arc<Module>,
+    module_name: String,
+    target: String,
+    hostname: Option<String>,
+    timeout: Duration,
+) -> (String, String) {
     app.metrics.probes_in_flight.inc();
     let report = prober::run_probe(ProbeRequest {
         module: &module,
-        target,
-        hostname,
+        target: &target,
+        hostname: hostname.as_deref(),
         timeout,
         log_format: app.options.log_format,
     })
     .await;
     app.metrics.probes_in_flight.dec();
     app.metrics
-        .observe_probe(module_name, report.success, report.duration.as_secs_f64());
-
+        .observe_probe(&module_name, report.success, report.duration.as_secs_f64());
     let debug_page = debug_output(&report, &module);
     app.history.add(NewEntry {
-        module: module_name.to_string(),
-        target: target.to_string(),
+        module: module_name,
+        target,
         success: report.success,
         failure_reason: report
             .failure
@@ -141,11 +177,7 @@ pub async fn handle(app: &App, query: &[(String, String)], scrape_timeout: Optio
         finished_at: SystemTime::now(),
         debug_output: debug_page.clone(),
     });
-    if debug {
-        Reply::text(200, debug_page)
-    } else {
-        Reply::metrics(report.metrics.encode_text())
-    }
+    (report.metrics.encode_text(), debug_page)
 }
 
 /// blackbox's three-section debug page.
