@@ -18,7 +18,6 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 use tokio_tungstenite::WebSocketStream;
-use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::Role;
 
 use common::http_server::Tls;
@@ -42,14 +41,9 @@ where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
 {
     while let Some(Ok(msg)) = ws.next().await {
-        match msg {
-            Message::Text(_) | Message::Binary(_) => {
-                if ws.send(msg).await.is_err() {
-                    break;
-                }
-            }
-            Message::Close(_) => break,
-            _ => {}
+        let data = msg.is_text() || msg.is_binary();
+        if msg.is_close() || (data && ws.send(msg).await.is_err()) {
+            break;
         }
     }
 }
@@ -71,13 +65,13 @@ async fn h2_handler(
         *resp.status_mut() = StatusCode::from_u16(code).unwrap_or(StatusCode::FORBIDDEN);
         return Ok(resp);
     }
-    if let Some(p) = req.headers().get("sec-websocket-protocol") {
-        if let Some(first) = p.to_str().unwrap_or_default().split(',').next() {
-            resp.headers_mut().insert(
-                "sec-websocket-protocol",
-                first.trim().parse().expect("header value"),
-            );
-        }
+    if let Some(p) = req.headers().get("sec-websocket-protocol")
+        && let Some(first) = p.to_str().unwrap_or_default().split(',').next()
+    {
+        resp.headers_mut().insert(
+            "sec-websocket-protocol",
+            first.trim().parse().expect("header value"),
+        );
     }
     tokio::spawn(async move {
         if let Ok(upgraded) = hyper::upgrade::on(&mut req).await {

@@ -310,6 +310,11 @@ async fn handshake_headers(s: &WebSocketSettings) -> Result<HeaderMap, ProbeFail
     for (name, value) in &s.headers {
         headers.insert(name.clone(), value.clone());
     }
+    // Structured headers set their header (User-Agent, Origin...) rather
+    // than adding a second value next to a default.
+    for h in &s.extra_headers {
+        headers.remove(&h.name);
+    }
     append_extra_headers(&mut headers, &s.extra_headers).await?;
     append_extra_headers(&mut headers, &s.client.extra_headers).await?;
     if let Some(auth) = authorization_value(&s.client).await? {
@@ -619,16 +624,14 @@ async fn exchange(
                 send(ws, Message::binary(data.clone())).await?;
             }
             WsStep::Expect(re) => {
+                // Set before waiting: the deadline may cut the wait, and
+                // then this line is what the probe reports.
                 cx.set_deadline_reason(FailureReason::ExpectFailed);
-                let result = expect(cx, ws, re).await;
+                cx.metrics.set(&FAILED_DUE_TO_REGEX, 1.0);
+                let message = expect(cx, ws, re).await?;
+                cx.metrics.set(&FAILED_DUE_TO_REGEX, 0.0);
                 cx.set_deadline_reason(FailureReason::Timeout);
-                match result {
-                    Ok(message) => last_match = Some((re, message)),
-                    Err(e) => {
-                        cx.metrics.set(&FAILED_DUE_TO_REGEX, 1.0);
-                        return Err(e);
-                    }
-                }
+                last_match = Some((re, message));
             }
         }
     }

@@ -24,25 +24,52 @@ use super::metrics::HTTP_DURATION;
 use crate::config::model::{ClientSettings, HttpSettings, ProxySettings};
 use crate::net::{dial, io_reason, resolve, tls::Alpn};
 
-/// Aborts the task driving a connection when dropped, so a cancelled or
-/// finished probe never leaves a socket behind.
-pub struct ConnectionTask(tokio::task::JoinHandle<()>);
+/// Drives a connection in its own task and aborts it when dropped, so a
+/// cancelled or finished probe never leaves a socket behind. Keeps the
+/// connection's own error: when a request fails only because the connection
+/// went away, that error says why (e.g. a TLS 1.3 server refusing our
+/// client certificate after the handshake).
+pub struct ConnectionTask(Option<tokio::task::JoinHandle<Option<hyper::Error>>>);
 
 impl ConnectionTask {
-    /// Drive a connection future in its own task, aborted on drop.
     pub fn spawn<F>(conn: F) -> Self
     where
-        F: std::future::Future + Send + 'static,
+        F: std::future::Future<Output = Result<(), hyper::Error>> + Send + 'static,
     {
-        Self(tokio::spawn(async move {
-            let _ = conn.await;
-        }))
+        Self(Some(tokio::spawn(async move { conn.await.err() })))
+    }
+
+    /// The error the connection ended with, if it has ended (or ends within
+    /// a moment: it races the request's own cancellation error).
+    pub async fn ended_with(&mut self) -> Option<hyper::Error> {
+        let handle = self.0.as_mut()?;
+        let result = tokio::time::timeout(std::time::Duration::from_millis(100), handle).await;
+        match result {
+            Ok(joined) => {
+                self.0 = None;
+                joined.ok().flatten()
+            }
+            Err(_) => None,
+        }
+    }
+
+    /// The failure of a request on this connection: the connection's own
+    /// error when the request was merely cancelled by its end.
+    pub async fn request_failure(&mut self, e: &hyper::Error, context: &str) -> ProbeFailure {
+        if (e.is_canceled() || e.is_closed() || e.is_incomplete_message())
+            && let Some(conn_err) = self.ended_with().await
+        {
+            return hyper_failure(&conn_err, context);
+        }
+        hyper_failure(e, context)
     }
 }
 
 impl Drop for ConnectionTask {
     fn drop(&mut self) {
-        self.0.abort();
+        if let Some(h) = &self.0 {
+            h.abort();
+        }
     }
 }
 
@@ -165,11 +192,25 @@ fn cidr_contains(net: IpAddr, bits: u32, ip: IpAddr) -> bool {
     }
 }
 
-/// Map a hyper client error to a failure reason.
+/// Map a hyper client error to a failure reason. A rustls error anywhere in
+/// the chain is a TLS failure (TLS 1.3 alerts can arrive after the
+/// handshake completed on our side).
 pub fn hyper_failure(e: &hyper::Error, context: &str) -> ProbeFailure {
     let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(e);
     while let Some(s) = source {
+        if let Some(tls) = s.downcast_ref::<rustls::Error>() {
+            return ProbeFailure::new(
+                FailureReason::TlsHandshakeFailed,
+                format!("{context}: TLS: {tls}"),
+            );
+        }
         if let Some(io) = s.downcast_ref::<std::io::Error>() {
+            if let Some(tls) = io.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) {
+                return ProbeFailure::new(
+                    FailureReason::TlsHandshakeFailed,
+                    format!("{context}: TLS: {tls}"),
+                );
+            }
             return ProbeFailure::new(io_reason(io), format!("{context}: {e}: {io}"));
         }
         source = s.source();
@@ -182,15 +223,6 @@ pub fn hyper_failure(e: &hyper::Error, context: &str) -> ProbeFailure {
         FailureReason::NetworkError
     };
     ProbeFailure::new(reason, format!("{context}: {e}"))
-}
-
-async fn resolve_timed(
-    cx: &ProbeContext<'_>,
-    host: &str,
-    s: &HttpSettings,
-) -> Result<IpAddr, ProbeFailure> {
-    let _resolve = cx.phase(&HTTP_DURATION, "resolve");
-    Ok(resolve::resolve(host, s.address).await?)
 }
 
 /// Open a tunnel through an HTTP proxy with CONNECT.
@@ -263,19 +295,34 @@ pub async fn round_trip(
         .unwrap_or(if https { 443 } else { 80 });
     let proxy = proxy_for(hop.url, s.client.proxy.as_ref());
 
-    let dial_addr = match &proxy {
+    // The target's own lookup is the resolve phase (a redirect to a new
+    // host; the first hop was resolved by the caller). Looking up a proxy is
+    // part of reaching it, timed as connect, so `resolve` stays absent with
+    // skip_resolve_phase_with_proxy.
+    let (dial_addr, connect) = match &proxy {
         Some(p) => {
+            let connect = cx.phase(&HTTP_DURATION, "connect");
             let phost = resolve::unbracket(p.host_str().unwrap_or_default()).to_string();
             let pport = p.port_or_known_default().unwrap_or(80);
-            SocketAddr::new(resolve_timed(cx, &phost, s).await?, pport)
+            let ip = resolve::resolve(&phost, s.address).await?;
+            (SocketAddr::new(ip, pport), connect)
         }
-        None => match hop.address {
-            Some(ip) => SocketAddr::new(ip, port),
-            None => SocketAddr::new(resolve_timed(cx, &host, s).await?, port),
-        },
+        None => {
+            let ip = match hop.address {
+                Some(ip) => ip,
+                None => {
+                    let lookup = cx.phase(&HTTP_DURATION, "resolve");
+                    let ip = resolve::resolve(&host, s.address).await?;
+                    lookup.finish();
+                    ip
+                }
+            };
+            (
+                SocketAddr::new(ip, port),
+                cx.phase(&HTTP_DURATION, "connect"),
+            )
+        }
     };
-
-    let connect = cx.phase(&HTTP_DURATION, "connect");
     let tcp = dial::connect(dial_addr, None).await?;
     let mut stream: Box<dyn Stream> = Box::new(tcp);
     if let (Some(p), true) = (&proxy, https) {
@@ -335,11 +382,15 @@ pub async fn round_trip(
         let (mut sender, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), io)
             .await
             .map_err(|e| hyper_failure(&e, "HTTP/2 handshake"))?;
-        let connection = ConnectionTask::spawn(conn);
-        let response = sender
-            .send_request(req)
-            .await
-            .map_err(|e| hyper_failure(&e, "Error for HTTP request"))?;
+        let mut connection = ConnectionTask::spawn(conn);
+        let response = match sender.send_request(req).await {
+            Ok(r) => r,
+            Err(e) => {
+                return Err(connection
+                    .request_failure(&e, "Error for HTTP request")
+                    .await);
+            }
+        };
         (response, connection)
     } else {
         let uri = if proxy.is_some() && !https {
@@ -384,11 +435,15 @@ pub async fn round_trip(
             .handshake(io)
             .await
             .map_err(|e| hyper_failure(&e, "HTTP handshake"))?;
-        let connection = ConnectionTask::spawn(conn);
-        let response = sender
-            .send_request(req)
-            .await
-            .map_err(|e| hyper_failure(&e, "Error for HTTP request"))?;
+        let mut connection = ConnectionTask::spawn(conn);
+        let response = match sender.send_request(req).await {
+            Ok(r) => r,
+            Err(e) => {
+                return Err(connection
+                    .request_failure(&e, "Error for HTTP request")
+                    .await);
+            }
+        };
         (response, connection)
     };
     processing.finish();
