@@ -15,6 +15,18 @@ pub fn unbracket(host: &str) -> &str {
         .unwrap_or(host)
 }
 
+/// `host[:port]` (as a Host header or `hostname` parameter may carry it)
+/// without the port; IPv6 literals lose their brackets.
+pub fn host_without_port(host: &str) -> String {
+    if let Some(rest) = host.strip_prefix('[') {
+        return rest.split(']').next().unwrap_or_default().to_string();
+    }
+    match host.rsplit_once(':') {
+        Some((h, p)) if p.chars().all(|c| c.is_ascii_digit()) && !h.contains(':') => h.to_string(),
+        _ => host.to_string(),
+    }
+}
+
 fn family(ip: &IpAddr) -> IpProtocol {
     match ip {
         IpAddr::V4(_) => IpProtocol::V4,
@@ -95,6 +107,14 @@ mod tests {
     fn hash_matches_blackbox_for_loopback() {
         // blackbox 0.23 reports 3.668918509e+09 for 127.0.0.1.
         assert_eq!(ip_hash(&"127.0.0.1".parse().unwrap()), 3_668_918_509);
+    }
+
+    #[test]
+    fn strips_ports() {
+        assert_eq!(host_without_port("a.test:8443"), "a.test");
+        assert_eq!(host_without_port("a.test"), "a.test");
+        assert_eq!(host_without_port("[::1]:443"), "::1");
+        assert_eq!(host_without_port("::1"), "::1");
     }
 
     #[test]

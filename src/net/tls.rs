@@ -373,6 +373,17 @@ impl TlsClient {
         })
     }
 
+    /// The name to send as SNI and verify: `tls_config.server_name`, else the
+    /// name the probe was asked to use (`hostname` parameter, a Host header),
+    /// else the target host. An IP literal gets no SNI (see [`server_name`]).
+    pub fn server_name_for(&self, requested: Option<&str>, target_host: &str) -> String {
+        match (&self.settings.server_name, requested) {
+            (Some(configured), _) => configured.clone(),
+            (None, Some(name)) => super::resolve::host_without_port(name),
+            (None, None) => target_host.to_string(),
+        }
+    }
+
     fn config(&self, alpn: Alpn) -> Arc<rustls::ClientConfig> {
         match alpn {
             Alpn::None => self.no_alpn.clone(),

@@ -51,13 +51,7 @@ pub async fn probe(
         .info("Dialing TCP", &[("address", &SocketAddr::new(ip, port))]);
     let tcp = dial::connect(SocketAddr::new(ip, port), s.source_ip_address).await?;
     cx.log.info("Successfully dialed", &[]);
-    let server_name = s
-        .tls_client
-        .settings
-        .server_name
-        .clone()
-        .or_else(|| cx.hostname.map(str::to_string))
-        .unwrap_or_else(|| host.clone());
+    let server_name = s.tls_client.server_name_for(cx.hostname, &host);
     let stream: Box<dyn Stream> = if s.tls {
         Box::new(tls_metrics::handshake(cx, &s.tls_client, tcp, &server_name, Alpn::None).await?)
     } else {

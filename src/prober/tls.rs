@@ -30,15 +30,9 @@ pub async fn probe(
     let connect = cx.phase(&TLS_DURATION, "connect");
     let stream = dial::connect(SocketAddr::new(ip, port), None).await?;
     connect.finish();
-    let server_name = s
-        .tls_client
-        .settings
-        .server_name
-        .as_deref()
-        .or(cx.hostname)
-        .unwrap_or(&host);
+    let server_name = s.tls_client.server_name_for(cx.hostname, &host);
     let handshake = cx.phase(&TLS_DURATION, "tls");
-    let tls = tls_metrics::handshake(cx, &s.tls_client, stream, server_name, Alpn::None).await?;
+    let tls = tls_metrics::handshake(cx, &s.tls_client, stream, &server_name, Alpn::None).await?;
     handshake.finish();
     drop(tls);
     Ok(())

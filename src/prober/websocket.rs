@@ -194,14 +194,7 @@ pub async fn probe(
         }
         None => SocketAddr::new(target_ip, port),
     };
-    let server_name = s
-        .client
-        .tls
-        .settings
-        .server_name
-        .clone()
-        .or_else(|| cx.hostname.map(str::to_string))
-        .unwrap_or_else(|| host.clone());
+    let server_name = s.client.tls.server_name_for(cx.hostname, &host);
     let ep = Endpoint {
         url,
         secure,

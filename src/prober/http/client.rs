@@ -225,6 +225,36 @@ pub fn hyper_failure(e: &hyper::Error, context: &str) -> ProbeFailure {
     ProbeFailure::new(reason, format!("{context}: {e}"))
 }
 
+/// `Basic …` from the user info of a proxy URL, if it has any.
+fn proxy_authorization(proxy: &url::Url) -> Option<String> {
+    use base64::Engine as _;
+    if proxy.username().is_empty() {
+        return None;
+    }
+    let user = percent_encoding::percent_decode_str(proxy.username()).decode_utf8_lossy();
+    let pass =
+        percent_encoding::percent_decode_str(proxy.password().unwrap_or("")).decode_utf8_lossy();
+    let token = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}"));
+    Some(format!("Basic {token}"))
+}
+
+/// Send a request on a connection; a failure caused by the connection
+/// ending is reported with the connection's own error.
+async fn send<F>(
+    request: F,
+    mut connection: ConnectionTask,
+) -> Result<(http::Response<Incoming>, ConnectionTask), ProbeFailure>
+where
+    F: std::future::Future<Output = Result<http::Response<Incoming>, hyper::Error>>,
+{
+    match request.await {
+        Ok(response) => Ok((response, connection)),
+        Err(e) => Err(connection
+            .request_failure(&e, "Error for HTTP request")
+            .await),
+    }
+}
+
 /// Open a tunnel through an HTTP proxy with CONNECT.
 pub(crate) async fn connect_tunnel(
     stream: &mut dyn Stream,
@@ -233,13 +263,8 @@ pub(crate) async fn connect_tunnel(
     client: &ClientSettings,
 ) -> Result<(), ProbeFailure> {
     let mut req = format!("CONNECT {authority} HTTP/1.1\r\nHost: {authority}\r\n");
-    if !proxy.username().is_empty() {
-        use base64::Engine as _;
-        let user = percent_encoding::percent_decode_str(proxy.username()).decode_utf8_lossy();
-        let pass = percent_encoding::percent_decode_str(proxy.password().unwrap_or(""))
-            .decode_utf8_lossy();
-        let token = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}"));
-        req.push_str(&format!("Proxy-Authorization: Basic {token}\r\n"));
+    if let Some(auth) = proxy_authorization(proxy) {
+        req.push_str(&format!("Proxy-Authorization: {auth}\r\n"));
     }
     if let Some(p) = &client.proxy {
         for (name, value) in &p.connect_headers {
@@ -367,84 +392,62 @@ pub async fn round_trip(
         Some(q) => format!("{}?{q}", hop.url.path()),
         None => hop.url.path().to_string(),
     };
-    let has_body = !hop.body.is_empty();
-    let mut builder = http::Request::builder().method(hop.method.clone());
-    let (response, connection) = if h2 {
+    // h2: absolute URI (its authority is `:authority`), no connection
+    // headers. h1: origin form (absolute form to a plain-http proxy), Host,
+    // `Connection: close` (no keep-alive, as blackbox).
+    let (uri, version, headers) = if h2 {
         let uri = format!("https://{}{}", hop.host_header, path);
-        builder = builder.uri(uri).version(http::Version::HTTP_2);
-        let mut req = builder.body(Full::new(hop.body)).map_err(|e| {
-            ProbeFailure::new(
-                FailureReason::InvalidTarget,
-                format!("invalid request: {e}"),
-            )
-        })?;
-        *req.headers_mut() = hop.headers;
-        let (mut sender, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), io)
-            .await
-            .map_err(|e| hyper_failure(&e, "HTTP/2 handshake"))?;
-        let mut connection = ConnectionTask::spawn(conn);
-        let response = match sender.send_request(req).await {
-            Ok(r) => r,
-            Err(e) => {
-                return Err(connection
-                    .request_failure(&e, "Error for HTTP request")
-                    .await);
-            }
-        };
-        (response, connection)
+        (uri, http::Version::HTTP_2, hop.headers)
     } else {
-        let uri = if proxy.is_some() && !https {
-            let mut u = hop.url.clone();
-            u.set_fragment(None);
-            u.to_string()
-        } else {
-            path
+        let via_proxy = proxy.as_ref().filter(|_| !https);
+        let uri = match via_proxy {
+            Some(_) => {
+                let mut u = hop.url.clone();
+                u.set_fragment(None);
+                u.to_string()
+            }
+            None => path,
         };
-        builder = builder.uri(uri);
-        let mut req = builder.body(Full::new(hop.body)).map_err(|e| {
-            ProbeFailure::new(
-                FailureReason::InvalidTarget,
-                format!("invalid request: {e}"),
-            )
-        })?;
-        let mut headers = HeaderMap::with_capacity(hop.headers.len() + 2);
+        let mut headers = HeaderMap::with_capacity(hop.headers.len() + 3);
         headers.insert(
             header::HOST,
             super::request::host_header_value(hop.host_header)?,
         );
         headers.extend(hop.headers);
-        if !has_body && matches!(hop.method, http::Method::GET | http::Method::HEAD) {
-            headers.remove(header::CONTENT_LENGTH);
-        }
         headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
-        if let (Some(p), false) = (&proxy, https)
-            && !p.username().is_empty()
+        if let Some(auth) = via_proxy.and_then(proxy_authorization)
+            && let Ok(v) = HeaderValue::from_str(&auth)
         {
-            use base64::Engine as _;
-            let user = percent_encoding::percent_decode_str(p.username()).decode_utf8_lossy();
-            let pass = percent_encoding::percent_decode_str(p.password().unwrap_or(""))
-                .decode_utf8_lossy();
-            let token = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}"));
-            if let Ok(v) = HeaderValue::from_str(&format!("Basic {token}")) {
-                headers.insert(header::PROXY_AUTHORIZATION, v);
-            }
+            headers.insert(header::PROXY_AUTHORIZATION, v);
         }
-        *req.headers_mut() = headers;
+        (uri, http::Version::HTTP_11, headers)
+    };
+    let mut req = http::Request::builder()
+        .method(hop.method)
+        .uri(uri)
+        .version(version)
+        .body(Full::new(hop.body))
+        .map_err(|e| {
+            ProbeFailure::new(
+                FailureReason::InvalidTarget,
+                format!("invalid request: {e}"),
+            )
+        })?;
+    *req.headers_mut() = headers;
+    let (response, connection) = if h2 {
+        let (mut sender, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), io)
+            .await
+            .map_err(|e| hyper_failure(&e, "HTTP/2 handshake"))?;
+        let connection = ConnectionTask::spawn(conn);
+        send(sender.send_request(req), connection).await?
+    } else {
         let (mut sender, conn) = hyper::client::conn::http1::Builder::new()
             .title_case_headers(true)
             .handshake(io)
             .await
             .map_err(|e| hyper_failure(&e, "HTTP handshake"))?;
-        let mut connection = ConnectionTask::spawn(conn);
-        let response = match sender.send_request(req).await {
-            Ok(r) => r,
-            Err(e) => {
-                return Err(connection
-                    .request_failure(&e, "Error for HTTP request")
-                    .await);
-            }
-        };
-        (response, connection)
+        let connection = ConnectionTask::spawn(conn);
+        send(sender.send_request(req), connection).await?
     };
     processing.finish();
     Ok(HopResponse {

@@ -63,11 +63,7 @@ pub async fn probe(
     let server_name = s
         .client
         .tls
-        .settings
-        .server_name
-        .clone()
-        .or_else(|| host_override.as_deref().map(host_without_port))
-        .unwrap_or_else(|| url_host.clone());
+        .server_name_for(host_override.as_deref(), &url_host);
     let mut dest = Destination {
         host_header: host_override.unwrap_or_else(|| request::authority(&url)),
         url,
@@ -283,14 +279,4 @@ fn content_length(
         return 0;
     }
     -1
-}
-
-fn host_without_port(host: &str) -> String {
-    if let Some(rest) = host.strip_prefix('[') {
-        return rest.split(']').next().unwrap_or_default().to_string();
-    }
-    match host.rsplit_once(':') {
-        Some((h, p)) if p.chars().all(|c| c.is_ascii_digit()) && !h.contains(':') => h.to_string(),
-        _ => host.to_string(),
-    }
 }
