@@ -41,6 +41,13 @@ impl From<NetError> for ProbeFailure {
 /// The failure reason for a socket error.
 pub fn io_reason(e: &std::io::Error) -> FailureReason {
     use std::io::ErrorKind as K;
+    // rustls reports alerts and protocol errors through io::Error; they
+    // can arrive after the handshake (TLS 1.3 client certificate checks).
+    if e.get_ref()
+        .is_some_and(|inner| inner.downcast_ref::<rustls::Error>().is_some())
+    {
+        return FailureReason::TlsHandshakeFailed;
+    }
     match e.kind() {
         K::ConnectionRefused => FailureReason::ConnectRefused,
         K::ConnectionReset | K::ConnectionAborted | K::BrokenPipe | K::UnexpectedEof => {

@@ -58,6 +58,8 @@ pub struct ChainRecord {
     pub ocsp: Option<Vec<u8>>,
     /// Why verification failed, when it did.
     pub verify_error: Option<CertificateError>,
+    /// The server asked for a client certificate (CertificateRequest).
+    pub client_cert_requested: bool,
 }
 
 /// Per-handshake sink the verifier writes into (see module docs).
@@ -223,6 +225,28 @@ impl ServerCertVerifier for RecordingVerifier {
     }
 }
 
+/// Sends the module's client certificate (if any) and records that the
+/// server asked for one: a TLS 1.3 server rejects a missing or unwanted
+/// certificate only after our side of the handshake is done, so the prober
+/// then has to wait for that verdict.
+#[derive(Debug)]
+struct RecordingClientCert(Option<Arc<rustls::sign::CertifiedKey>>);
+
+impl rustls::client::ResolvesClientCert for RecordingClientCert {
+    fn resolve(
+        &self,
+        _root_hint_subjects: &[&[u8]],
+        _sigschemes: &[SignatureScheme],
+    ) -> Option<Arc<rustls::sign::CertifiedKey>> {
+        let _ = RECORDER.try_with(|r| r.update(|rec| rec.client_cert_requested = true));
+        self.0.clone()
+    }
+
+    fn has_certs(&self) -> bool {
+        self.0.is_some()
+    }
+}
+
 fn check_validity(der: &CertificateDer<'_>, now: UnixTime) -> Result<(), CertificateError> {
     let (_, cert) = x509_parser::parse_x509_certificate(der.as_ref())
         .map_err(|_| CertificateError::BadEncoding)?;
@@ -343,22 +367,20 @@ impl TlsClient {
                 }
                 let key = PrivateKeyDer::from_pem_slice(key_pem)
                     .map_err(|e| TlsBuildError::BadClientKey(e.to_string()))?;
-                Some((certs, key))
+                let certified = rustls::sign::CertifiedKey::from_der(certs, key, &provider)
+                    .map_err(|e| TlsBuildError::BadClientKey(e.to_string()))?;
+                Some(Arc::new(certified))
             }
             None => None,
         };
+        let client_cert = Arc::new(RecordingClientCert(client_auth));
 
         let build = |alpn: Vec<Vec<u8>>| -> Result<Arc<rustls::ClientConfig>, TlsBuildError> {
             let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
                 .with_protocol_versions(&versions)?
                 .dangerous()
                 .with_custom_certificate_verifier(verifier.clone());
-            let mut config = match &client_auth {
-                Some((certs, key)) => {
-                    builder.with_client_auth_cert(certs.clone(), key.clone_key())?
-                }
-                None => builder.with_no_client_auth(),
-            };
+            let mut config = builder.with_client_cert_resolver(client_cert.clone());
             // Resumption would skip the certificate message and the verifier,
             // leaving nothing to record.
             config.resumption = rustls::client::Resumption::disabled();

@@ -53,7 +53,14 @@ pub async fn probe(
     cx.log.info("Successfully dialed", &[]);
     let server_name = s.tls_client.server_name_for(cx.hostname, &host);
     let stream: Box<dyn Stream> = if s.tls {
-        Box::new(tls_metrics::handshake(cx, &s.tls_client, tcp, &server_name, Alpn::None).await?)
+        let tls = if s.query_response.is_empty() {
+            // Nothing will read: wait for a TLS 1.3 client-certificate verdict.
+            tls_metrics::handshake_confirmed(cx, &s.tls_client, tcp, &server_name, Alpn::None)
+                .await?
+        } else {
+            tls_metrics::handshake(cx, &s.tls_client, tcp, &server_name, Alpn::None).await?
+        };
+        Box::new(tls)
     } else {
         Box::new(tcp)
     };
@@ -152,13 +159,22 @@ async fn expect_line(
 ) -> Result<Vec<u8>, ProbeFailure> {
     loop {
         let mut line = Vec::new();
-        let n = (&mut *reader)
+        let n = match (&mut *reader)
             .take(MAX_LINE as u64 + 1)
             .read_until(b'\n', &mut line)
             .await
-            .map_err(|e| {
-                ProbeFailure::new(io_reason(&e), format!("Error reading from connection: {e}"))
-            })?;
+        {
+            Ok(n) => n,
+            // A TLS peer closing without close_notify: the end of the
+            // stream, as Go (and so blackbox) treats it.
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => 0,
+            Err(e) => {
+                return Err(ProbeFailure::new(
+                    io_reason(&e),
+                    format!("Error reading from connection: {e}"),
+                ));
+            }
+        };
         if n == 0 {
             cx.metrics.set(&FAILED_DUE_TO_REGEX, 1.0);
             return Err(ProbeFailure::new(

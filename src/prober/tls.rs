@@ -32,7 +32,8 @@ pub async fn probe(
     connect.finish();
     let server_name = s.tls_client.server_name_for(cx.hostname, &host);
     let handshake = cx.phase(&TLS_DURATION, "tls");
-    let tls = tls_metrics::handshake(cx, &s.tls_client, stream, &server_name, Alpn::None).await?;
+    let tls = tls_metrics::handshake_confirmed(cx, &s.tls_client, stream, &server_name, Alpn::None)
+        .await?;
     handshake.finish();
     drop(tls);
     Ok(())

@@ -262,3 +262,38 @@ where
     }
     result
 }
+
+/// [`handshake`] for probes that will not read from the connection: when
+/// a TLS 1.3 server asked for a client certificate, its verdict (an alert
+/// if it rejects ours, or the lack of one) comes after our side of the
+/// handshake completed, so wait for it briefly — about one round trip,
+/// judged from the handshake's own duration — before calling it good.
+pub async fn handshake_confirmed<IO>(
+    cx: &ProbeContext<'_>,
+    client: &crate::net::tls::TlsClient,
+    io: IO,
+    server_name: &str,
+    alpn: crate::net::tls::Alpn,
+) -> Result<tokio_rustls::client::TlsStream<IO>, super::reason::ProbeFailure>
+where
+    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    use tokio::io::AsyncReadExt as _;
+    let started = std::time::Instant::now();
+    let (result, outcome) = connect(client, io, server_name, alpn).await;
+    outcome.record(cx);
+    let mut stream = result?;
+    let tls13 = stream.get_ref().1.protocol_version() == Some(rustls::ProtocolVersion::TLSv1_3);
+    if tls13 && outcome.chain.client_cert_requested {
+        let grace = (started.elapsed() * 2 + std::time::Duration::from_millis(20))
+            .min(std::time::Duration::from_millis(500));
+        let mut byte = [0u8; 1];
+        if let Ok(Err(e)) = tokio::time::timeout(grace, stream.read(&mut byte)).await {
+            return Err(super::reason::ProbeFailure::new(
+                crate::net::io_reason(&e),
+                format!("server rejected the TLS session after the handshake: {e}"),
+            ));
+        }
+    }
+    Ok(stream)
+}

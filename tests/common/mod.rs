@@ -27,3 +27,4 @@ pub fn free_port() -> u16 {
 pub fn closed_addr() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], free_port()))
 }
+pub mod tls_server;
