@@ -44,6 +44,11 @@ pub static PROBE_FAILURE_INFO: GaugeSpec = GaugeSpec::labelled(
     "Why the probe failed: exactly one reason when probe_success is 0",
     &["reason"],
 );
+/// blackbox's regex gauge, shared by the http and tcp probers.
+pub static FAILED_DUE_TO_REGEX: GaugeSpec = GaugeSpec::always(
+    "probe_failed_due_to_regex",
+    "Indicates if probe failed due to regex",
+);
 static HANDLER_METRICS: &[&GaugeSpec] = &[
     &PROBE_SUCCESS,
     &PROBE_DURATION,

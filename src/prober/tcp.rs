@@ -12,14 +12,10 @@ use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWrite
 use super::address::{self, split_host_port};
 use super::metrics::GaugeSpec;
 use super::reason::{FailureReason, ProbeFailure};
-use super::{ProbeContext, tls_metrics};
+use super::{FAILED_DUE_TO_REGEX, ProbeContext, tls_metrics};
 use crate::config::model::{TcpSettings, TcpStep};
 use crate::net::{dial, io_reason, tls::Alpn};
 
-pub static FAILED_DUE_TO_REGEX: GaugeSpec = GaugeSpec::always(
-    "probe_failed_due_to_regex",
-    "Indicates if probe failed due to regex",
-);
 pub static FAILED_DUE_TO_BYTES: GaugeSpec = GaugeSpec::always(
     "probe_failed_due_to_bytes",
     "Indicates if probe failed due to bytes",

@@ -47,18 +47,30 @@ fn header_values<'a>(headers: &'a HeaderMap, m: &HeaderMatch) -> Vec<&'a str> {
         .collect()
 }
 
+/// The header's values, None when it is missing but allowed to be, or the
+/// failure when it is missing and required.
+fn present_values<'a>(
+    headers: &'a HeaderMap,
+    m: &HeaderMatch,
+) -> Result<Option<Vec<&'a str>>, ProbeFailure> {
+    let values = header_values(headers, m);
+    if !values.is_empty() {
+        return Ok(Some(values));
+    }
+    if m.allow_missing {
+        return Ok(None);
+    }
+    Err(ProbeFailure::new(
+        FailureReason::HttpHeaderRegex,
+        format!("Missing required header {}", m.header),
+    ))
+}
+
 fn check_headers(s: &HttpSettings, headers: &HeaderMap) -> Result<(), ProbeFailure> {
     for m in &s.fail_if_header_matches {
-        let values = header_values(headers, m);
-        if values.is_empty() {
-            if !m.allow_missing {
-                return fail(
-                    FailureReason::HttpHeaderRegex,
-                    format!("Missing required header {}", m.header),
-                );
-            }
+        let Some(values) = present_values(headers, m)? else {
             continue;
-        }
+        };
         if let Some(v) = values.iter().find(|v| m.regexp.is_match(v)) {
             return fail(
                 FailureReason::HttpHeaderRegex,
@@ -71,16 +83,9 @@ fn check_headers(s: &HttpSettings, headers: &HeaderMap) -> Result<(), ProbeFailu
         }
     }
     for m in &s.fail_if_header_not_matches {
-        let values = header_values(headers, m);
-        if values.is_empty() {
-            if !m.allow_missing {
-                return fail(
-                    FailureReason::HttpHeaderRegex,
-                    format!("Missing required header {}", m.header),
-                );
-            }
+        let Some(values) = present_values(headers, m)? else {
             continue;
-        }
+        };
         if !values.iter().any(|v| m.regexp.is_match(v)) {
             return fail(
                 FailureReason::HttpHeaderRegex,

@@ -1,6 +1,7 @@
 //! The HTTP prober's declared metrics and their emission from the final
 //! response (blackbox names, HELP strings and presence rules).
 
+pub use super::super::FAILED_DUE_TO_REGEX;
 use super::super::ProbeContext;
 use super::super::metrics::{GaugeSpec, Presence};
 
@@ -31,10 +32,6 @@ pub static SSL: GaugeSpec = GaugeSpec::always(
 pub static VERSION: GaugeSpec = GaugeSpec::always(
     "probe_http_version",
     "Returns the version of HTTP of the probe response",
-);
-pub static FAILED_DUE_TO_REGEX: GaugeSpec = GaugeSpec::always(
-    "probe_failed_due_to_regex",
-    "Indicates if probe failed due to regex",
 );
 pub static LAST_MODIFIED: GaugeSpec = GaugeSpec::when_set(
     "probe_http_last_modified_timestamp_seconds",
