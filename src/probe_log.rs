@@ -116,21 +116,8 @@ pub fn logfmt_line(pairs: &[(&str, String)]) -> String {
             || v.chars()
                 .any(|c| c == ' ' || c == '=' || c == '"' || c.is_control());
         if needs_quotes {
-            out.push('"');
-            for c in v.chars() {
-                match c {
-                    '"' => out.push_str("\\\""),
-                    '\\' => out.push_str("\\\\"),
-                    '\n' => out.push_str("\\n"),
-                    '\r' => out.push_str("\\r"),
-                    '\t' => out.push_str("\\t"),
-                    c if c.is_control() => {
-                        let _ = write!(out, "\\u{:04x}", c as u32);
-                    }
-                    c => out.push(c),
-                }
-            }
-            out.push('"');
+            // Quoted logfmt values use JSON string escaping.
+            out.push_str(&json_string(v));
         } else {
             out.push_str(v);
         }

@@ -30,18 +30,6 @@ pub struct HistoryEntry {
     pub debug_output: String,
 }
 
-/// A probe to record; [`History::add`] assigns the id.
-#[derive(Debug, Clone, PartialEq)]
-pub struct NewEntry {
-    pub module: String,
-    pub target: String,
-    pub success: bool,
-    pub failure_reason: Option<String>,
-    pub duration_seconds: f64,
-    pub finished_at: SystemTime,
-    pub debug_output: String,
-}
-
 /// Thread-safe, bounded probe history; share it through an `Arc`.
 #[derive(Debug)]
 pub struct History {
@@ -75,23 +63,16 @@ impl History {
 
     /// Records a probe and returns its id (0, 1, 2, ... even when nothing is
     /// kept, so ids in logs stay unique per process).
-    pub fn add(&self, e: NewEntry) -> u64 {
+    /// The entry's `id` is assigned here (whatever it was).
+    pub fn add(&self, mut e: HistoryEntry) -> u64 {
         let mut inner = self.lock();
         let id = inner.next_id;
         inner.next_id += 1;
         if self.limit == 0 {
             return id;
         }
-        inner.recent.push_back(Arc::new(HistoryEntry {
-            id,
-            module: e.module,
-            target: e.target,
-            success: e.success,
-            failure_reason: e.failure_reason,
-            duration_seconds: e.duration_seconds,
-            finished_at: e.finished_at,
-            debug_output: e.debug_output,
-        }));
+        e.id = id;
+        inner.recent.push_back(Arc::new(e));
         while inner.recent.len() > self.limit {
             let Some(old) = inner.recent.pop_front() else {
                 break;
@@ -156,8 +137,9 @@ impl History {
 mod tests {
     use super::*;
 
-    fn entry(target: &str, module: &str, success: bool) -> NewEntry {
-        NewEntry {
+    fn entry(target: &str, module: &str, success: bool) -> HistoryEntry {
+        HistoryEntry {
+            id: 0,
             module: module.to_string(),
             target: target.to_string(),
             success,

@@ -7,7 +7,7 @@ use std::time::{Duration, SystemTime};
 use crate::config::model::{Module, ProberSettings};
 use crate::prober::{self, ProbeReport, ProbeRequest};
 
-use super::history::NewEntry;
+use super::history::HistoryEntry;
 use super::{App, Reply};
 
 /// Scrape timeout assumed when Prometheus sends no header (blackbox: 120 s).
@@ -165,7 +165,8 @@ async fn run_and_record(
     app.metrics
         .observe_probe(&module_name, report.success, report.duration.as_secs_f64());
     let debug_page = debug_output(&report, &module);
-    app.history.add(NewEntry {
+    app.history.add(HistoryEntry {
+        id: 0,
         module: module_name,
         target,
         success: report.success,
