@@ -63,21 +63,7 @@ async fn run_openssl(args: &[&str]) -> (bool, String) {
 /// `openssl s_client -connect 127.0.0.1:PORT -servername NAME -CAfile ROOT
 /// -verify_hostname NAME -showcerts`.
 async fn s_client(port: u16, name: &str, ca_file: &Path) -> OpensslView {
-    let connect = format!("127.0.0.1:{port}");
-    let ca = ca_file.display().to_string();
-    let (_, output) = run_openssl(&[
-        "s_client",
-        "-connect",
-        &connect,
-        "-servername",
-        name,
-        "-CAfile",
-        &ca,
-        "-verify_hostname",
-        name,
-        "-showcerts",
-    ])
-    .await;
+    let (_, output) = run_s_client(port, name, ca_file, "-showcerts").await;
     let line = output
         .lines()
         .rev()
@@ -96,6 +82,14 @@ async fn s_client(port: u16, name: &str, ca_file: &Path) -> OpensslView {
 
 /// Whether `openssl s_client ... -verify_return_error` completes.
 async fn s_client_strict(port: u16, name: &str, ca_file: &Path) -> bool {
+    run_s_client(port, name, ca_file, "-verify_return_error")
+        .await
+        .0
+}
+
+/// `openssl s_client -connect 127.0.0.1:PORT -servername NAME -CAfile ROOT
+/// -verify_hostname NAME <flag>`.
+async fn run_s_client(port: u16, name: &str, ca_file: &Path, flag: &str) -> (bool, String) {
     let connect = format!("127.0.0.1:{port}");
     let ca = ca_file.display().to_string();
     run_openssl(&[
@@ -108,10 +102,9 @@ async fn s_client_strict(port: u16, name: &str, ca_file: &Path) -> bool {
         &ca,
         "-verify_hostname",
         name,
-        "-verify_return_error",
+        flag,
     ])
     .await
-    .0
 }
 
 fn pem_blocks(text: &str) -> Vec<String> {

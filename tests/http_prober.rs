@@ -33,14 +33,12 @@ use rustls_pki_types::CertificateDer;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-use common::exposition::Exposition;
 use common::http_server::{Body, TestServer, Tls, closing_server, redirect, silent_server, text};
 use common::pki::{Leaf, Pki, Validity, localhost_ip};
-use common::probe::{Outcome, run_in};
+use common::probe::{Outcome, load_config, run_in, run_loaded};
+use common::tls_server::ServerTls;
 use handshake_exporter::config::load_str;
 use handshake_exporter::config::model::Config;
-use handshake_exporter::probe_log::LogFormat;
-use handshake_exporter::prober::{ProbeRequest, run_probe};
 
 /// FNV-1a 32 of 127.0.0.1, as blackbox exports it.
 const LOCALHOST_HASH: f64 = 3_668_918_509.0;
@@ -86,36 +84,13 @@ async fn probe_with(
 }
 
 fn load(http: &str) -> Config {
-    let yaml = module_yaml(http);
-    load_str(&yaml, Path::new("/")).unwrap_or_else(|e| panic!("config does not load: {e}\n{yaml}"))
+    load_config(Path::new("/"), &module_yaml(http))
 }
 
 /// Probe with an already loaded config: two calls share the module, so a
 /// file read per probe (not at load) shows up as a change between them.
 async fn probe_loaded(config: &Config, target: &str) -> Outcome {
-    let module = config.modules.get("m").expect("module m").clone();
-    let start = std::time::Instant::now();
-    let report = run_probe(ProbeRequest {
-        module: &module,
-        target,
-        hostname: None,
-        timeout: TIMEOUT,
-        log_format: LogFormat::Logfmt,
-    })
-    .await;
-    let elapsed = start.elapsed();
-    let text = report.metrics.encode_text();
-    Outcome {
-        success: report.success,
-        reason: report
-            .failure
-            .as_ref()
-            .map(|f| f.reason.as_str().to_string()),
-        metrics: Exposition::parse(&text),
-        text,
-        log: report.log.text(),
-        elapsed,
-    }
+    run_loaded(config, "m", target, None, TIMEOUT).await
 }
 
 /// The value of an unlabelled series, panicking with the exposition when
@@ -377,13 +352,13 @@ impl RawHttp {
 /// A hyper server behind a hand-built rustls config; records SNI and
 /// whether a client certificate came.
 async fn custom_tls_server(
-    config: rustls::ServerConfig,
+    config: Arc<rustls::ServerConfig>,
     log: &Log,
     respond: impl Fn(&Seen) -> Response<Body> + Send + Sync + 'static,
 ) -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let port = listener.local_addr().expect("local_addr").port();
-    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let acceptor = tokio_rustls::TlsAcceptor::from(config);
     let respond: Respond = Arc::new(respond);
     let log = log.clone();
     tokio::spawn(async move {
@@ -423,30 +398,13 @@ fn server_config(
     leaf: &Leaf,
     versions: &[&'static rustls::SupportedProtocolVersion],
     client_root: Option<CertificateDer<'static>>,
-) -> rustls::ServerConfig {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
-        .with_protocol_versions(versions)
-        .expect("TLS versions");
-    let builder = match client_root {
-        None => builder.with_no_client_auth(),
-        Some(root) => {
-            let mut roots = rustls::RootCertStore::empty();
-            roots.add(root).expect("client CA");
-            let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
-                Arc::new(roots),
-                provider,
-            )
-            .build()
-            .expect("client verifier");
-            builder.with_client_cert_verifier(verifier)
-        }
-    };
-    let mut config = builder
-        .with_single_cert(leaf.chain.clone(), leaf.key())
-        .expect("server cert");
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    config
+) -> Arc<rustls::ServerConfig> {
+    let tls = ServerTls::new(leaf).versions(versions).alpn(&["http/1.1"]);
+    match client_root {
+        Some(root) => tls.require_client_cert(&[root]),
+        None => tls,
+    }
+    .build()
 }
 
 /// A forwarding HTTP proxy: absolute-form requests are forwarded to the

@@ -74,9 +74,9 @@ const EVIL_ESCAPED: &str = "&lt;script&gt;alert(1)&lt;/script&gt;";
 
 #[tokio::test]
 async fn landing_page_in_headless_chromium() {
-    assert!(
-        Path::new(CHROMIUM).exists(),
-        "chromium is not installed: run scripts/test (it apt-installs chromium) or apt-get install chromium"
+    common::installed_binary(
+        CHROMIUM,
+        "chromium is not installed: run scripts/test (it apt-installs chromium) or apt-get install chromium",
     );
 
     let server = TestServer::http(|req| match req.uri().path() {

@@ -15,14 +15,14 @@ use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use bytes::Bytes;
-use http::{Method, Request, StatusCode, header};
-use http_body_util::{BodyExt, Full};
-use hyper_util::rt::TokioIo;
+use http::{Method, StatusCode};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 use tokio_rustls::rustls;
 
-use common::exporter::{Exporter, HttpResponse, http_request, our_binary, probe_path};
+use common::exporter::{
+    Exporter, HttpResponse, http_request, https_request, our_binary, probe_path,
+};
 use common::exposition::Exposition;
 use common::free_port;
 use common::http_server::{TestServer, silent_server, text};
@@ -118,6 +118,17 @@ fn parse(resp: &HttpResponse) -> Exposition {
 /// The exporter's own metric `name` (no labels), 0 when absent.
 async fn own_metric(exporter: &Exporter, name: &str, labels: &[(&str, &str)]) -> f64 {
     exporter.metrics().await.value(name, labels).unwrap_or(0.0)
+}
+
+/// Panics with the headers unless `Content-Type` starts with `prefix`.
+#[track_caller]
+fn assert_content_type(r: &HttpResponse, prefix: &str) {
+    assert!(
+        r.header("content-type")
+            .is_some_and(|c| c.starts_with(prefix)),
+        "{:?}",
+        r.headers
+    );
 }
 
 fn assert_close(actual: f64, expected: f64, what: &str) {
@@ -506,12 +517,7 @@ async fn debug_page_has_three_sections_and_masks_secrets() {
         )
         .await;
     assert_eq!(r.status, 200);
-    assert!(
-        r.header("content-type")
-            .is_some_and(|c| c.starts_with("text/plain")),
-        "{:?}",
-        r.headers
-    );
+    assert_content_type(&r, "text/plain");
     let body = &r.body;
     let logs = body.find("Logs for the probe:").expect("logs section");
     let metrics = body
@@ -663,12 +669,7 @@ async fn config_endpoint_masks_secrets() {
     let exporter = Exporter::start(SECRETS).await;
     let r = exporter.get("/config").await;
     assert_eq!(r.status, 200);
-    assert!(
-        r.header("content-type")
-            .is_some_and(|c| c.starts_with("text/plain")),
-        "{:?}",
-        r.headers
-    );
+    assert_content_type(&r, "text/plain");
     let body = &r.body;
     assert!(body.starts_with("modules:"), "{body}");
     for module in ["http_2xx:", "basic:", "bearer:", "authz:", "ws:"] {
@@ -1078,12 +1079,7 @@ async fn exporter_metrics() {
 
     let r = exporter.get("/metrics").await;
     assert_eq!(r.status, 200);
-    assert!(
-        r.header("content-type")
-            .is_some_and(|c| c.starts_with("text/plain; version=0.0.4")),
-        "{:?}",
-        r.headers
-    );
+    assert_content_type(&r, "text/plain; version=0.0.4");
     let m = Exposition::parse(&r.body);
 
     let build = m.label_sets("handshake_exporter_build_info");
@@ -1176,12 +1172,7 @@ async fn landing_page_lists_modules_and_recent_probes() {
 
     let r = exporter.get("/").await;
     assert_eq!(r.status, 200);
-    assert!(
-        r.header("content-type")
-            .is_some_and(|c| c.starts_with("text/html")),
-        "{:?}",
-        r.headers
-    );
+    assert_content_type(&r, "text/html");
     let page = &r.body;
     for module in ["http_2xx", "alt", "notimeout", "onesec", "with_host"] {
         assert!(
@@ -1306,63 +1297,22 @@ fn tls_connector(pki: &Pki) -> TlsConnector {
     TlsConnector::from(Arc::new(config))
 }
 
-/// One HTTP/1.1 GET over TLS.
+/// One HTTP/1.1 GET over TLS to `localhost`.
 async fn https_get(
     connector: &TlsConnector,
     addr: SocketAddr,
     path: &str,
 ) -> Result<HttpResponse, String> {
-    let exchange = async {
-        let tcp = TcpStream::connect(addr)
-            .await
-            .map_err(|e| format!("connect: {e}"))?;
-        let name = rustls::pki_types::ServerName::try_from("localhost").expect("server name");
-        let tls = connector
-            .connect(name, tcp)
-            .await
-            .map_err(|e| format!("TLS handshake: {e}"))?;
-        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
-            .await
-            .map_err(|e| format!("http handshake: {e}"))?;
-        tokio::spawn(async move {
-            let _ = conn.await;
-        });
-        let req = Request::builder()
-            .method(Method::GET)
-            .uri(path)
-            .header(header::HOST, format!("localhost:{}", addr.port()))
-            .body(Full::new(Bytes::new()))
-            .map_err(|e| e.to_string())?;
-        let resp = sender
-            .send_request(req)
-            .await
-            .map_err(|e| format!("request: {e}"))?;
-        let status = resp.status().as_u16();
-        let headers = resp
-            .headers()
-            .iter()
-            .map(|(k, v)| {
-                (
-                    k.to_string(),
-                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
-                )
-            })
-            .collect();
-        let body = resp
-            .into_body()
-            .collect()
-            .await
-            .map_err(|e| format!("body: {e}"))?
-            .to_bytes();
-        Ok(HttpResponse {
-            status,
-            headers,
-            body: String::from_utf8_lossy(&body).into_owned(),
-        })
-    };
-    tokio::time::timeout(Duration::from_secs(10), exchange)
-        .await
-        .unwrap_or_else(|_| Err("timeout".into()))
+    https_request(
+        connector,
+        "localhost",
+        addr,
+        Method::GET,
+        path,
+        &[],
+        Bytes::new(),
+    )
+    .await
 }
 
 #[tokio::test]

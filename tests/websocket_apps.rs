@@ -9,13 +9,10 @@ use std::time::Duration;
 
 use handshake_exporter::config::load_file;
 use handshake_exporter::config::model::{Config, ProberSettings};
-use handshake_exporter::probe_log::LogFormat;
-use handshake_exporter::prober::{ProbeRequest, run_probe};
 use http::StatusCode;
 use regex::Regex;
 
-use common::exposition::Exposition;
-use common::probe::Outcome;
+use common::probe::{self, Outcome};
 use common::ws_server::{Options, Session, Subprotocol, WsServer};
 
 const MODULES: &[&str] = &[
@@ -45,28 +42,7 @@ async fn run_module(module: &str, target: &str, cap: Duration) -> Outcome {
         .unwrap_or_else(|| panic!("no module {module} in the examples"))
         .clone();
     let timeout = module.timeout.unwrap_or(cap).min(cap);
-    let start = std::time::Instant::now();
-    let report = run_probe(ProbeRequest {
-        module: &module,
-        target,
-        hostname: None,
-        timeout,
-        log_format: LogFormat::Logfmt,
-    })
-    .await;
-    let elapsed = start.elapsed();
-    let text = report.metrics.encode_text();
-    Outcome {
-        success: report.success,
-        reason: report
-            .failure
-            .as_ref()
-            .map(|f| f.reason.as_str().to_string()),
-        metrics: Exposition::parse(&text),
-        text,
-        log: report.log.text(),
-        elapsed,
-    }
+    probe::run_module(&module, target, None, timeout).await
 }
 
 async fn run(module: &str, target: &str) -> Outcome {

@@ -3,9 +3,10 @@
 //! The compatibility tests need it; when it is missing they fail (never
 //! skip) and say what to install.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use super::exporter::Exporter;
+use super::installed_binary;
 
 /// Where the Debian package installs the binary.
 pub const BINARY: &str = "/usr/bin/prometheus-blackbox-exporter";
@@ -15,11 +16,7 @@ pub const NOT_INSTALLED: &str = "prometheus-blackbox-exporter is not installed: 
 
 /// The binary's path; panics with [`NOT_INSTALLED`] when it is missing.
 pub fn binary() -> PathBuf {
-    let path = Path::new(BINARY);
-    if !path.is_file() {
-        panic!("{NOT_INSTALLED}");
-    }
-    path.to_path_buf()
+    installed_binary(BINARY, NOT_INSTALLED)
 }
 
 /// `prometheus-blackbox-exporter --version`, first line.

@@ -20,11 +20,14 @@ use bytes::Bytes;
 use http::{Method, Request, header};
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
+use rustls_pki_types::ServerName;
 use tempfile::TempDir;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
 
 use super::exposition::Exposition;
-use super::free_port;
+use super::{free_port, send_signal};
 
 /// How long a process may take to answer `/-/healthy`.
 pub const READY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -62,54 +65,54 @@ pub async fn http_request(
     headers: &[(&str, &str)],
     body: impl Into<Bytes>,
 ) -> Result<HttpResponse, String> {
+    request(addr, None, method, path_and_query, headers, body).await
+}
+
+/// One HTTP/1.1 request over TLS to `addr` on a new connection, verifying
+/// `server_name` (also sent as SNI and in `Host`) with `connector`.
+pub async fn https_request(
+    connector: &TlsConnector,
+    server_name: &str,
+    addr: SocketAddr,
+    method: Method,
+    path_and_query: &str,
+    headers: &[(&str, &str)],
+    body: impl Into<Bytes>,
+) -> Result<HttpResponse, String> {
+    let tls = Some((connector, server_name));
+    request(addr, tls, method, path_and_query, headers, body).await
+}
+
+async fn request(
+    addr: SocketAddr,
+    tls: Option<(&TlsConnector, &str)>,
+    method: Method,
+    path_and_query: &str,
+    headers: &[(&str, &str)],
+    body: impl Into<Bytes>,
+) -> Result<HttpResponse, String> {
     let body = body.into();
     let exchange = async {
         let stream = TcpStream::connect(addr)
             .await
             .map_err(|e| format!("connect {addr}: {e}"))?;
         let _ = stream.set_nodelay(true);
-        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-            .await
-            .map_err(|e| format!("handshake with {addr}: {e}"))?;
-        tokio::spawn(async move {
-            let _ = conn.await;
-        });
-        let mut req = Request::builder()
-            .method(method)
-            .uri(path_and_query)
-            .header(header::HOST, addr.to_string());
-        for (k, v) in headers {
-            req = req.header(*k, *v);
+        match tls {
+            None => {
+                let host = addr.to_string();
+                exchange(stream, addr, host, method, path_and_query, headers, body).await
+            }
+            Some((connector, name)) => {
+                let server_name = ServerName::try_from(name.to_string())
+                    .map_err(|e| format!("server name {name}: {e}"))?;
+                let stream = connector
+                    .connect(server_name, stream)
+                    .await
+                    .map_err(|e| format!("TLS handshake with {addr}: {e}"))?;
+                let host = format!("{name}:{}", addr.port());
+                exchange(stream, addr, host, method, path_and_query, headers, body).await
+            }
         }
-        let req = req
-            .body(Full::new(body))
-            .map_err(|e| format!("build request: {e}"))?;
-        let resp = sender
-            .send_request(req)
-            .await
-            .map_err(|e| format!("request {path_and_query}: {e}"))?;
-        let status = resp.status().as_u16();
-        let headers = resp
-            .headers()
-            .iter()
-            .map(|(k, v)| {
-                (
-                    k.as_str().to_string(),
-                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
-                )
-            })
-            .collect();
-        let body = resp
-            .into_body()
-            .collect()
-            .await
-            .map_err(|e| format!("read body of {path_and_query}: {e}"))?
-            .to_bytes();
-        Ok(HttpResponse {
-            status,
-            headers,
-            body: String::from_utf8_lossy(&body).into_owned(),
-        })
     };
     match tokio::time::timeout(REQUEST_TIMEOUT, exchange).await {
         Ok(result) => result,
@@ -117,6 +120,63 @@ pub async fn http_request(
             "no answer to {path_and_query} from {addr} within {REQUEST_TIMEOUT:?}"
         )),
     }
+}
+
+/// The HTTP/1.1 exchange on a stream connected to `addr`, `Host: host`.
+async fn exchange<S>(
+    stream: S,
+    addr: SocketAddr,
+    host: String,
+    method: Method,
+    path_and_query: &str,
+    headers: &[(&str, &str)],
+    body: Bytes,
+) -> Result<HttpResponse, String>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(|e| format!("handshake with {addr}: {e}"))?;
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    let mut req = Request::builder()
+        .method(method)
+        .uri(path_and_query)
+        .header(header::HOST, host);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let req = req
+        .body(Full::new(body))
+        .map_err(|e| format!("build request: {e}"))?;
+    let resp = sender
+        .send_request(req)
+        .await
+        .map_err(|e| format!("request {path_and_query}: {e}"))?;
+    let status = resp.status().as_u16();
+    let headers = resp
+        .headers()
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.as_str().to_string(),
+                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            )
+        })
+        .collect();
+    let body = resp
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| format!("read body of {path_and_query}: {e}"))?
+        .to_bytes();
+    Ok(HttpResponse {
+        status,
+        headers,
+        body: String::from_utf8_lossy(&body).into_owned(),
+    })
 }
 
 /// `/probe?target=..&module=..` with the values URL-encoded.
@@ -253,12 +313,7 @@ impl Exporter {
 
     /// Sends a signal by name (`HUP`, `TERM`, `INT` ...) with kill(1).
     pub fn signal(&self, signal: &str) {
-        let status = Command::new("kill")
-            .arg(format!("-{signal}"))
-            .arg(self.pid().to_string())
-            .status()
-            .expect("run kill");
-        assert!(status.success(), "kill -{signal} {} failed", self.pid());
+        send_signal(self.pid(), signal);
     }
 
     /// Waits up to `timeout` for the process to exit.

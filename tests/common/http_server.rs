@@ -35,6 +35,7 @@ use tokio_rustls::TlsAcceptor;
 use tokio_rustls::rustls;
 
 use super::pki::Leaf;
+use super::tls_server::ServerTls;
 
 pub type Body = Full<Bytes>;
 pub type ResponseFuture = Pin<Box<dyn Future<Output = Response<Body>> + Send>>;
@@ -94,27 +95,21 @@ impl Tls {
     }
 
     pub fn server_config(&self) -> Arc<rustls::ServerConfig> {
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let mut config = rustls::ServerConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .expect("TLS versions")
-            .with_no_client_auth()
-            .with_single_cert(self.chain.clone(), self.key.clone_key())
-            .expect("server certificate and key");
-        config.alpn_protocols = self.alpn.clone();
-        Arc::new(config)
+        ServerTls::with_chain(self.chain.clone(), self.key.clone_key())
+            .alpn(&self.alpn)
+            .build()
     }
 }
 
-/// Stops the server thread on drop.
-struct ServerThread {
+/// Stops the server thread on drop (also used by [`super::ws_server`]).
+pub(super) struct ServerThread {
     shutdown: Option<oneshot::Sender<()>>,
     thread: Option<JoinHandle<()>>,
 }
 
 impl ServerThread {
     /// Runs `serve(listener)` on a new thread until dropped.
-    fn spawn<F, Fut>(name: &str, listener: std::net::TcpListener, serve: F) -> Self
+    pub(super) fn spawn<F, Fut>(name: &str, listener: std::net::TcpListener, serve: F) -> Self
     where
         F: FnOnce(TcpListener) -> Fut + Send + 'static,
         Fut: Future<Output = ()>,
@@ -158,13 +153,13 @@ impl Drop for ServerThread {
     }
 }
 
-fn bind_local() -> (std::net::TcpListener, SocketAddr) {
+pub(super) fn bind_local() -> (std::net::TcpListener, SocketAddr) {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
     let addr = listener.local_addr().expect("local_addr");
     (listener, addr)
 }
 
-fn join_path(path: &str) -> String {
+pub(super) fn join_path(path: &str) -> String {
     if path.starts_with('/') {
         path.to_string()
     } else {

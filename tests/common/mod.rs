@@ -11,9 +11,12 @@ pub mod http_server;
 pub mod nginx;
 pub mod pki;
 pub mod probe;
+pub mod tls_server;
 pub mod ws_server;
 
 use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::Command;
 
 /// A port on 127.0.0.1 that was free a moment ago: bind port 0, read the
 /// port, drop the listener. Another process may take it in between; callers
@@ -27,4 +30,26 @@ pub fn free_port() -> u16 {
 pub fn closed_addr() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], free_port()))
 }
-pub mod tls_server;
+
+/// `path` when it is an installed file; else panics with `not_installed`
+/// (what to install): the tests that need it fail, they never skip.
+pub fn installed_binary(path: &str, not_installed: &str) -> PathBuf {
+    let path = Path::new(path);
+    if !path.is_file() {
+        panic!("{not_installed}");
+    }
+    path.to_path_buf()
+}
+
+/// Sends a signal by name (`HUP`, `TERM`, `INT` ...) to `pid` with kill(1);
+/// panics unless kill succeeds.
+pub fn send_signal(pid: u32, signal: &str) {
+    let status = Command::new("kill")
+        .arg(format!("-{signal}"))
+        .arg(pid.to_string())
+        .status()
+        .expect("run kill");
+    assert!(status.success(), "kill -{signal} {pid} failed");
+}
+pub mod json_value;
+pub mod prometheus;

@@ -45,8 +45,8 @@ use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
 
-use super::free_port;
 use super::pki::Leaf;
+use super::{free_port, installed_binary, send_signal};
 
 /// Where Debian's nginx package installs the binary.
 pub const BINARY: &str = "/usr/sbin/nginx";
@@ -68,11 +68,7 @@ pub const LOG_FORMAT: &str = r#"'$remote_addr "$request" $status upgrade="$http_
 
 /// The binary's path; panics with [`NOT_INSTALLED`] when it is missing.
 pub fn binary() -> PathBuf {
-    let path = Path::new(BINARY);
-    if !path.is_file() {
-        panic!("{NOT_INSTALLED}");
-    }
-    path.to_path_buf()
+    installed_binary(BINARY, NOT_INSTALLED)
 }
 
 /// `nginx -v`, e.g. `nginx version: nginx/1.22.1`.
@@ -443,12 +439,7 @@ impl Nginx {
     /// Sends a signal by name (`HUP` reloads the config file, which
     /// [`Nginx::conf_path`] names) with kill(1).
     pub fn signal(&self, signal: &str) {
-        let status = Command::new("kill")
-            .arg(format!("-{signal}"))
-            .arg(self.pid().to_string())
-            .status()
-            .expect("run kill");
-        assert!(status.success(), "kill -{signal} {} failed", self.pid());
+        send_signal(self.pid(), signal);
     }
 }
 

@@ -6,6 +6,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use handshake_exporter::config::load_str;
+use handshake_exporter::config::model::{Config, Module};
 use handshake_exporter::probe_log::LogFormat;
 use handshake_exporter::prober::{ProbeRequest, run_probe};
 
@@ -61,26 +62,23 @@ impl Outcome {
     }
 }
 
-/// Probe `target` with module `module` of `config_yaml` (paths relative to
-/// `base_dir`), with `timeout`.
-pub async fn run_in(
-    base_dir: &Path,
-    config_yaml: &str,
-    module: &str,
+/// `config_yaml` loaded with paths relative to `base_dir`; panics with the
+/// text when it does not load.
+pub fn load_config(base_dir: &Path, config_yaml: &str) -> Config {
+    load_str(config_yaml, base_dir)
+        .unwrap_or_else(|e| panic!("config does not load: {e}\n{config_yaml}"))
+}
+
+/// Probe `target` with `module`, with `timeout`.
+pub async fn run_module(
+    module: &Module,
     target: &str,
     hostname: Option<&str>,
     timeout: Duration,
 ) -> Outcome {
-    let config = load_str(config_yaml, base_dir)
-        .unwrap_or_else(|e| panic!("config does not load: {e}\n{config_yaml}"));
-    let module = config
-        .modules
-        .get(module)
-        .unwrap_or_else(|| panic!("no module {module}"))
-        .clone();
     let start = std::time::Instant::now();
     let report = run_probe(ProbeRequest {
-        module: &module,
+        module,
         target,
         hostname,
         timeout,
@@ -100,6 +98,37 @@ pub async fn run_in(
         log: report.log.text(),
         elapsed,
     }
+}
+
+/// Probe `target` with module `module` of an already loaded `config` (two
+/// probes then share the module, as two `/probe` requests do).
+pub async fn run_loaded(
+    config: &Config,
+    module: &str,
+    target: &str,
+    hostname: Option<&str>,
+    timeout: Duration,
+) -> Outcome {
+    let module = config
+        .modules
+        .get(module)
+        .unwrap_or_else(|| panic!("no module {module}"))
+        .clone();
+    run_module(&module, target, hostname, timeout).await
+}
+
+/// Probe `target` with module `module` of `config_yaml` (paths relative to
+/// `base_dir`), with `timeout`.
+pub async fn run_in(
+    base_dir: &Path,
+    config_yaml: &str,
+    module: &str,
+    target: &str,
+    hostname: Option<&str>,
+    timeout: Duration,
+) -> Outcome {
+    let config = load_config(base_dir, config_yaml);
+    run_loaded(&config, module, target, hostname, timeout).await
 }
 
 /// `run_in` with the current directory and a 5 s timeout.

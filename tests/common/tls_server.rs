@@ -1,6 +1,7 @@
 //! In-process TLS and line-protocol servers for the tls and tcp prober
-//! tests: a rustls server config builder (versions, cipher suites, client
-//! auth, OCSP staple, certificate by SNI), a listener that runs a script per
+//! tests: the rustls server config builder every test server uses
+//! (versions, cipher suites, ALPN, client auth, OCSP staple, certificate by
+//! SNI), a listener that runs a script per
 //! connection, and a line-based [`Dialog`] that can switch to TLS in the
 //! middle (STARTTLS).
 //!
@@ -50,11 +51,12 @@ pub struct ServerTls {
     client_roots: Option<Vec<CertificateDer<'static>>>,
     ocsp: Option<Vec<u8>>,
     resolver: Option<Arc<dyn ResolvesServerCert>>,
+    alpn: Vec<Vec<u8>>,
 }
 
 impl ServerTls {
     /// Serves `leaf.chain` (what the leaf says the server presents), TLS 1.2
-    /// and 1.3, every ring cipher suite, no client auth, no staple.
+    /// and 1.3, every ring cipher suite, no client auth, no staple, no ALPN.
     pub fn new(leaf: &Leaf) -> Self {
         Self::with_chain(leaf.chain.clone(), leaf.key())
     }
@@ -68,6 +70,7 @@ impl ServerTls {
             client_roots: None,
             ocsp: None,
             resolver: None,
+            alpn: Vec::new(),
         }
     }
 
@@ -92,6 +95,12 @@ impl ServerTls {
     /// Staple `der` (an OCSPResponse) to the certificate.
     pub fn ocsp(mut self, der: Vec<u8>) -> Self {
         self.ocsp = Some(der);
+        self
+    }
+
+    /// Offer these ALPN protocols, in preference order.
+    pub fn alpn<P: AsRef<[u8]>>(mut self, protocols: &[P]) -> Self {
+        self.alpn = protocols.iter().map(|p| p.as_ref().to_vec()).collect();
         self
     }
 
@@ -125,7 +134,7 @@ impl ServerTls {
             }
             None => builder.with_no_client_auth(),
         };
-        let config = match (self.resolver, self.ocsp) {
+        let mut config = match (self.resolver, self.ocsp) {
             (Some(resolver), _) => builder.with_cert_resolver(resolver),
             (None, Some(ocsp)) => builder
                 .with_single_cert_with_ocsp(self.chain, self.key, ocsp)
@@ -134,6 +143,7 @@ impl ServerTls {
                 .with_single_cert(self.chain, self.key)
                 .expect("certificate and key"),
         };
+        config.alpn_protocols = self.alpn;
         Arc::new(config)
     }
 }

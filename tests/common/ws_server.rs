@@ -29,14 +29,12 @@ use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use http::{HeaderMap, HeaderValue, StatusCode, header};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::oneshot;
+use tokio::net::TcpStream;
 use tokio_rustls::TlsAcceptor;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
@@ -46,6 +44,7 @@ use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
 pub use super::http_server::Tls;
+use super::http_server::{ServerThread, bind_local, join_path};
 
 /// How long a server-side step waits for the client before giving up, so a
 /// connection task never outlives a test by much even if the client hangs.
@@ -136,74 +135,6 @@ struct Records {
 impl Records {
     fn push_request(&self, r: SeenRequest) {
         self.requests.lock().unwrap().push(r);
-    }
-}
-
-// ---------------------------------------------------------------------------
-// Server thread
-// ---------------------------------------------------------------------------
-
-/// Runs an accept loop on its own thread until dropped; dropping the runtime
-/// cancels the connection tasks and closes their sockets.
-struct ServerThread {
-    shutdown: Option<oneshot::Sender<()>>,
-    thread: Option<JoinHandle<()>>,
-}
-
-impl ServerThread {
-    fn spawn<F, Fut>(name: &str, listener: std::net::TcpListener, serve: F) -> Self
-    where
-        F: FnOnce(TcpListener) -> Fut + Send + 'static,
-        Fut: Future<Output = ()>,
-    {
-        listener.set_nonblocking(true).expect("set_nonblocking");
-        let (tx, rx) = oneshot::channel::<()>();
-        let thread = std::thread::Builder::new()
-            .name(name.to_string())
-            .spawn(move || {
-                let rt = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .expect("server runtime");
-                rt.block_on(async move {
-                    let listener = TcpListener::from_std(listener).expect("tokio listener");
-                    tokio::select! {
-                        _ = serve(listener) => {}
-                        _ = rx => {}
-                    }
-                });
-                drop(rt);
-            })
-            .expect("spawn server thread");
-        Self {
-            shutdown: Some(tx),
-            thread: Some(thread),
-        }
-    }
-}
-
-impl Drop for ServerThread {
-    fn drop(&mut self) {
-        if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
-        }
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
-}
-
-fn bind_local() -> (std::net::TcpListener, SocketAddr) {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-    let addr = listener.local_addr().expect("local_addr");
-    (listener, addr)
-}
-
-fn join_path(path: &str) -> String {
-    if path.starts_with('/') {
-        path.to_string()
-    } else {
-        format!("/{path}")
     }
 }
 
