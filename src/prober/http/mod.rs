@@ -44,38 +44,85 @@ struct Destination {
     server_name: String,
 }
 
-pub async fn probe(
+impl Destination {
+    /// The first hop: the pre-resolved address (unless a proxy resolves
+    /// for us), and Host/SNI from `hostname`, a module Host header, or the URL.
+    async fn first(
+        cx: &ProbeContext<'_>,
+        target: &str,
+        s: &HttpSettings,
+    ) -> Result<Self, ProbeFailure> {
+        let url = request::parse_target(target)?;
+        let url_host = unbracket(url.host_str().unwrap_or_default()).to_string();
+        let host_override = cx.hostname.map(str::to_string).or_else(|| s.host.clone());
+        let proxied = client::proxy_for(&url, s.client.proxy.as_ref()).is_some();
+        let address = if s.skip_resolve_phase_with_proxy && proxied {
+            None
+        } else {
+            Some(address::resolve_target(cx, &url_host, s.address, Some(&HTTP_DURATION)).await?)
+        };
+        let server_name = s
+            .client
+            .tls
+            .server_name_for(host_override.as_deref(), &url_host);
+        Ok(Self {
+            host_header: host_override.unwrap_or_else(|| request::authority(&url)),
+            url,
+            address,
+            server_name,
+        })
+    }
+
+    /// The next hop of a redirect: same origin keeps address, Host and SNI;
+    /// a new host is resolved by the client and Host/SNI follow it.
+    fn redirect(self, cx: &ProbeContext<'_>, next: url::Url) -> Self {
+        let same_origin = next.scheme() == self.url.scheme()
+            && next.host_str() == self.url.host_str()
+            && next.port_or_known_default() == self.url.port_or_known_default();
+        if same_origin {
+            return Self { url: next, ..self };
+        }
+        cx.log.info(
+            "Address does not match first address, not sending TLS ServerName",
+            &[
+                ("first", &self.url.host_str().unwrap_or_default()),
+                ("address", &next.host_str().unwrap_or_default()),
+            ],
+        );
+        Self {
+            host_header: request::authority(&next),
+            server_name: unbracket(next.host_str().unwrap_or_default()).to_string(),
+            address: None,
+            url: next,
+        }
+    }
+}
+
+/// The response the probe judges, and how it was reached.
+struct Fetched {
+    hop: client::HopResponse,
+    /// The method of the final request (redirects may turn POST into GET).
+    method: http::Method,
+    /// `probe_http_redirects`: followed redirects; 1 when not following;
+    /// 11 when the limit was hit.
+    redirects: u32,
+    /// The final response is a redirect we did not follow (its body is
+    /// left unread, as Go closes it).
+    refused_redirect: bool,
+    limit_hit: bool,
+}
+
+/// Send the request and follow redirects (≤ 10) as Go's client does.
+async fn fetch(
     cx: &ProbeContext<'_>,
-    target: &str,
     s: &HttpSettings,
-) -> Result<(), ProbeFailure> {
-    let url = request::parse_target(target)?;
-    let url_host = unbracket(url.host_str().unwrap_or_default()).to_string();
-    let host_override = cx.hostname.map(str::to_string).or_else(|| s.host.clone());
-
-    let proxied = client::proxy_for(&url, s.client.proxy.as_ref()).is_some();
-    let address = if s.skip_resolve_phase_with_proxy && proxied {
-        None
-    } else {
-        Some(address::resolve_target(cx, &url_host, s.address, Some(&HTTP_DURATION)).await?)
-    };
-
-    let server_name = s
-        .client
-        .tls
-        .server_name_for(host_override.as_deref(), &url_host);
-    let mut dest = Destination {
-        host_header: host_override.unwrap_or_else(|| request::authority(&url)),
-        url,
-        address,
-        server_name,
-    };
+    mut dest: Destination,
+) -> Result<Fetched, ProbeFailure> {
     let mut method = s.method.clone();
     let mut body = request::load_body(s).await?;
     let mut cookies = request::CookieJar::default();
     let mut redirects: u32 = 0;
-
-    let (hop, redirect_refused, limit_hit) = loop {
+    loop {
         cx.log.info(
             "Making HTTP request",
             &[("url", &dest.url), ("host", &dest.host_header)],
@@ -112,33 +159,36 @@ pub async fn probe(
             .get(http::header::LOCATION)
             .and_then(|v| v.to_str().ok())
             .map(str::to_string);
+        let done = |hop, redirects, refused_redirect, limit_hit| Fetched {
+            hop,
+            method: method.clone(),
+            redirects,
+            refused_redirect,
+            limit_hit,
+        };
         let (true, Some(location)) = (is_followable_redirect(status), location) else {
-            break (hop, false, false);
+            return Ok(done(hop, redirects, false, false));
         };
         cx.log.info("Received redirect", &[("location", &location)]);
         if !s.client.follow_redirects {
             cx.log.info("Not following redirect", &[]);
-            redirects = 1;
-            break (hop, true, false);
+            return Ok(done(hop, 1, true, false));
         }
         if redirects >= MAX_REDIRECTS {
             cx.log.info(
                 "Not following redirect",
                 &[("reason", &"stopped after 10 redirects")],
             );
-            redirects = MAX_REDIRECTS + 1;
-            break (hop, true, true);
+            return Ok(done(hop, MAX_REDIRECTS + 1, true, true));
         }
-        let Ok(next) = dest.url.join(&location) else {
-            cx.log
-                .warn("Invalid redirect location", &[("location", &location)]);
-            break (hop, true, false);
+        let next = match dest.url.join(&location) {
+            Ok(next) if matches!(next.scheme(), "http" | "https") => next,
+            _ => {
+                cx.log
+                    .warn("Invalid redirect location", &[("location", &location)]);
+                return Ok(done(hop, redirects, true, false));
+            }
         };
-        if !matches!(next.scheme(), "http" | "https") {
-            cx.log
-                .warn("Redirect to unsupported scheme", &[("location", &location)]);
-            break (hop, true, false);
-        }
         redirects += 1;
         // Go: 301/302 turn POST into GET, 303 turns everything but HEAD
         // into GET; 307/308 keep method and body.
@@ -149,44 +199,31 @@ pub async fn probe(
             method = http::Method::GET;
             body = bytes::Bytes::new();
         }
-        let same_origin = next.scheme() == dest.url.scheme()
-            && next.host_str() == dest.url.host_str()
-            && next.port_or_known_default() == dest.url.port_or_known_default();
-        if !same_origin {
-            // A new host: resolved by the client, SNI and Host follow it.
-            cx.log.info(
-                "Address does not match first address, not sending TLS ServerName",
-                &[
-                    ("first", &dest.url.host_str().unwrap_or_default()),
-                    ("address", &next.host_str().unwrap_or_default()),
-                ],
-            );
-            dest = Destination {
-                host_header: request::authority(&next),
-                server_name: unbracket(next.host_str().unwrap_or_default()).to_string(),
-                address: None,
-                url: next,
-            };
-        } else {
-            dest.url = next;
-        }
         drop(hop);
-    };
+        dest = dest.redirect(cx, next);
+    }
+}
 
+pub async fn probe(
+    cx: &ProbeContext<'_>,
+    target: &str,
+    s: &HttpSettings,
+) -> Result<(), ProbeFailure> {
+    let dest = Destination::first(cx, target, s).await?;
+    let fetched = fetch(cx, s, dest).await?;
     let client::HopResponse {
         response,
         tls,
         connection,
-    } = hop;
+    } = fetched.hop;
     let (parts, incoming) = response.into_parts();
     cx.log.info(
         "Received HTTP response",
         &[("status_code", &parts.status.as_u16())],
     );
-
     let mut final_response = FinalResponse {
         status: parts.status.as_u16(),
-        content_length: content_length(&parts, &method, &incoming),
+        content_length: content_length(&parts, &fetched.method, &incoming),
         version: Some(parts.version),
         ssl: tls.is_some(),
         last_modified: parts
@@ -204,8 +241,7 @@ pub async fn probe(
 
     // The body: not for a refused redirect (Go closes it unread), not for a
     // 101 (the connection now belongs to another protocol).
-    let read = if redirect_refused || parts.status == StatusCode::SWITCHING_PROTOCOLS {
-        drop(incoming);
+    let read = if fetched.refused_redirect || parts.status == StatusCode::SWITCHING_PROTOCOLS {
         None
     } else {
         let _transfer = cx.phase(&HTTP_DURATION, "transfer");
@@ -223,7 +259,7 @@ pub async fn probe(
     if let Some(r) = &read {
         final_response.body_bytes = r.bytes;
     }
-    metrics::emit(cx, &final_response, redirects);
+    metrics::emit(cx, &final_response, fetched.redirects);
 
     let verdict = checks::evaluate(
         s,
@@ -234,17 +270,15 @@ pub async fn probe(
             body: read.as_ref().and_then(|r| r.body.as_deref()),
             body_error: read.as_ref().and_then(|r| r.error.as_ref()),
             ssl: final_response.ssl,
-            redirect_limit_hit: limit_hit,
+            redirect_limit_hit: fetched.limit_hit,
         },
     );
-    cx.metrics.set(
-        &metrics::FAILED_DUE_TO_REGEX,
-        if verdict.failed_due_to_regex {
-            1.0
-        } else {
-            0.0
-        },
-    );
+    let regex_failed = if verdict.failed_due_to_regex {
+        1.0
+    } else {
+        0.0
+    };
+    cx.metrics.set(&metrics::FAILED_DUE_TO_REGEX, regex_failed);
     if final_response.ssl {
         cx.log.info("Final request was over SSL", &[]);
     } else {
