@@ -23,7 +23,9 @@ use tokio_tungstenite::tungstenite::{Message, handshake::derive_accept_key};
 
 use super::address;
 use super::http::client::{ConnectionTask, connect_tunnel, hyper_failure, proxy_for};
-use super::http::request::{append_extra_headers, authorization_value, default_user_agent};
+use super::http::request::{
+    append_extra_headers, authority, authorization_value, default_user_agent,
+};
 use super::metrics::{GaugeSpec, Presence};
 use super::reason::{FailureReason, ProbeFailure};
 use super::tcp::Stream;
@@ -174,13 +176,10 @@ pub async fn probe(
     let port = url
         .port_or_known_default()
         .unwrap_or(if secure { 443 } else { 80 });
-    let host_header = match cx.hostname {
-        Some(h) => h.to_string(),
-        None => match url.port() {
-            Some(p) => format!("{}:{p}", url.host_str().unwrap_or_default()),
-            None => url.host_str().unwrap_or_default().to_string(),
-        },
-    };
+    let host_header = cx
+        .hostname
+        .map(str::to_string)
+        .unwrap_or_else(|| authority(&url));
     cx.metrics.set(&SSL, if secure { 1.0 } else { 0.0 });
 
     // resolve (through an HTTP proxy with CONNECT when configured)
