@@ -26,7 +26,6 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!(err = format!("{e:#}"), "exiting");
-            eprintln!("handshake_exporter: {e:#}");
             ExitCode::FAILURE
         }
     }
