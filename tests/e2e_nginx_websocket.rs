@@ -20,162 +20,26 @@
 
 mod common;
 
-use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::task::JoinHandle;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{WebSocketStream, accept_async, client_async};
 
 use common::nginx::{Nginx, NginxConfig};
 use common::pki::{Leaf, Pki};
 use common::probe::{Outcome, run_in};
+use common::ws_backend::{WsBackend, echo};
 
 const PROBE_TIMEOUT: Duration = Duration::from_secs(3);
 const ECHO_TEXT: &str = "hello through nginx";
 
 // ---------------------------------------------------------------------------
-// The WebSocket backend
-// ---------------------------------------------------------------------------
-
-/// An echo WebSocket server on 127.0.0.1 (tungstenite answers pings).
-///
-/// tungstenite's `accept_async` answers a GET without the upgrade headers
-/// with nothing at all: the handshake fails and the connection is dropped,
-/// which nginx would turn into a 502. Real WebSocket servers answer such a
-/// request with 426 (or 400), so requests without `Upgrade: websocket` are
-/// routed to an explicit `426 Upgrade Required` here.
-struct Backend {
-    addr: SocketAddr,
-    /// Requests that were upgraded.
-    upgrades: Arc<AtomicUsize>,
-    /// Requests answered with 426.
-    plain_requests: Arc<AtomicUsize>,
-    task: JoinHandle<()>,
-}
-
-impl Drop for Backend {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
-impl Backend {
-    async fn start() -> Backend {
-        let listener = TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind backend");
-        let addr = listener.local_addr().expect("backend addr");
-        let upgrades = Arc::new(AtomicUsize::new(0));
-        let plain_requests = Arc::new(AtomicUsize::new(0));
-        let (u, p) = (upgrades.clone(), plain_requests.clone());
-        let task = tokio::spawn(async move {
-            loop {
-                let Ok((stream, _)) = listener.accept().await else {
-                    continue;
-                };
-                let (u, p) = (u.clone(), p.clone());
-                tokio::spawn(async move {
-                    let _ = tokio::time::timeout(
-                        Duration::from_secs(30),
-                        serve_connection(stream, u, p),
-                    )
-                    .await;
-                });
-            }
-        });
-        Backend {
-            addr,
-            upgrades,
-            plain_requests,
-            task,
-        }
-    }
-}
-
-async fn serve_connection(
-    mut stream: TcpStream,
-    upgrades: Arc<AtomicUsize>,
-    plain_requests: Arc<AtomicUsize>,
-) -> std::io::Result<()> {
-    let head_len = peek_request_head(&stream).await?;
-    let mut head = vec![0; head_len];
-    stream.peek(&mut head).await?;
-    if wants_websocket(&String::from_utf8_lossy(&head)) {
-        // The request is still unread: tungstenite reads it.
-        let Ok(ws) = accept_async(stream).await else {
-            return Ok(());
-        };
-        upgrades.fetch_add(1, Ordering::SeqCst);
-        echo(ws).await;
-    } else {
-        plain_requests.fetch_add(1, Ordering::SeqCst);
-        stream.read_exact(&mut head).await?;
-        let body = "this is a WebSocket endpoint: send Upgrade: websocket\n";
-        let response = format!(
-            "HTTP/1.1 426 Upgrade Required\r\nUpgrade: websocket\r\nConnection: close\r\n\
-             Content-Type: text/plain\r\nContent-Length: {}\r\n\r\n{body}",
-            body.len()
-        );
-        stream.write_all(response.as_bytes()).await?;
-        stream.shutdown().await?;
-    }
-    Ok(())
-}
-
-/// Peeks until the request head (through the blank line) is buffered;
-/// returns its length.
-async fn peek_request_head(stream: &TcpStream) -> std::io::Result<usize> {
-    let mut buf = vec![0; 16 * 1024];
-    let mut seen = 0;
-    loop {
-        let n = stream.peek(&mut buf).await?;
-        if n == 0 {
-            return Err(std::io::ErrorKind::UnexpectedEof.into());
-        }
-        if let Some(end) = buf[..n].windows(4).position(|w| w == b"\r\n\r\n") {
-            return Ok(end + 4);
-        }
-        if n == buf.len() {
-            return Err(std::io::Error::other("request head too large"));
-        }
-        if n == seen {
-            // Nothing new yet: peek would return the same bytes at once.
-            tokio::time::sleep(Duration::from_millis(2)).await;
-        }
-        seen = n;
-    }
-}
-
-fn wants_websocket(head: &str) -> bool {
-    head.lines().skip(1).any(|line| {
-        line.split_once(':').is_some_and(|(name, value)| {
-            name.trim().eq_ignore_ascii_case("upgrade")
-                && value.trim().eq_ignore_ascii_case("websocket")
-        })
-    })
-}
-
-async fn echo<S>(mut ws: WebSocketStream<S>)
-where
-    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
-{
-    // Pings are answered by tungstenite, and a close is echoed by it.
-    while let Some(Ok(msg)) = ws.next().await {
-        if (msg.is_text() || msg.is_binary()) && ws.send(msg).await.is_err() {
-            break;
-        }
-    }
-}
-
-// ---------------------------------------------------------------------------
-// nginx in front of it
+// nginx in front of the backend (common::ws_backend)
 // ---------------------------------------------------------------------------
 
 /// The proxy directives of a correct WebSocket location.
@@ -185,7 +49,7 @@ const WS_PROXY: &str = r#"proxy_http_version 1.1;
             proxy_read_timeout 30s;"#;
 
 struct Fixture {
-    backend: Backend,
+    backend: WsBackend,
     nginx: Nginx,
     pki: Pki,
     leaf: Leaf,
@@ -196,10 +60,10 @@ impl Fixture {
     /// The backend, and nginx with the plain server on `@PORT0@` and the
     /// TLS server on `@PORT1@`.
     async fn start() -> Fixture {
-        let backend = Backend::start().await;
+        let backend = WsBackend::start().await;
         let pki = Pki::new();
         let leaf = pki.localhost_leaf();
-        let upstream = backend.addr;
+        let upstream = backend.addr();
         let down = common::closed_addr();
 
         let mut conf = NginxConfig::new();
@@ -436,7 +300,7 @@ async fn correct_proxy_upgrades_and_answers_ping() {
     let out = f.probe("ws", &f.ws_url("/ws")).await;
     f.assert_upgraded(&out);
     assert_eq!(out.value("probe_websocket_ssl", &[]), Some(0.0));
-    assert!(f.backend.upgrades.load(Ordering::SeqCst) >= 1);
+    assert!(f.backend.upgrades() >= 1);
     f.assert_http_green().await;
 
     // nginx logged our upgrade (when the tunnel closed) with its 101.
@@ -468,8 +332,8 @@ async fn proxy_without_upgrade_headers_is_upgrade_rejected() {
     let out = f.probe("ws", &f.ws_url("/ws-noupgrade")).await;
     f.assert_refused(&out, "upgrade_rejected", 426);
     // The backend saw a plain GET: nginx dropped the Upgrade header ...
-    assert_eq!(f.backend.plain_requests.load(Ordering::SeqCst), 1);
-    assert_eq!(f.backend.upgrades.load(Ordering::SeqCst), 0);
+    assert_eq!(f.backend.plain_requests(), 1);
+    assert_eq!(f.backend.upgrades(), 0);
     // ... that our probe did send.
     f.nginx
         .wait_access_log(
@@ -489,7 +353,7 @@ async fn page_location_is_upgrade_ignored() {
     let f = Fixture::start().await;
     let out = f.probe("ws", &f.ws_url("/page")).await;
     f.assert_refused(&out, "upgrade_ignored", 200);
-    assert_eq!(f.backend.upgrades.load(Ordering::SeqCst), 0);
+    assert_eq!(f.backend.upgrades(), 0);
     f.nginx
         .wait_access_log(
             &["\"GET /page HTTP/1.1\" 200", "ua=\"handshake_exporter/"],

@@ -36,22 +36,17 @@ mod common;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use futures_util::{SinkExt, StreamExt};
 use regex::Regex;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpSocket, TcpStream};
-use tokio::task::JoinHandle;
-use tokio_tungstenite::{WebSocketStream, accept_async};
+use tokio::net::TcpSocket;
 
 use common::exporter::Exporter;
 use common::json_value::Json;
 use common::nginx::{Nginx, NginxConfig};
 use common::pki::Pki;
 use common::prometheus::{Alertmanager, Prometheus, WebhookReceiver, query_string};
+use common::ws_backend::WsBackend;
 
 /// Until every service shows its expected diagnosis state.
 const DIAGNOSIS_TIMEOUT: Duration = Duration::from_secs(40);
@@ -83,134 +78,6 @@ const EXPECTED_STATES: &[(&str, &str)] = &[
 
 fn repo_path(relative: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(relative)
-}
-
-// ---------------------------------------------------------------------------
-// The WebSocket backend (the pattern of tests/e2e_nginx_websocket.rs)
-// ---------------------------------------------------------------------------
-
-/// An echo WebSocket server on 127.0.0.1: tungstenite answers pings and
-/// echoes the client's close frame (so the probe records a close code).
-/// A request without `Upgrade: websocket` gets `426 Upgrade Required`, as
-/// real WebSocket servers answer it.
-struct Backend {
-    addr: SocketAddr,
-    upgrades: Arc<AtomicUsize>,
-    plain_requests: Arc<AtomicUsize>,
-    task: JoinHandle<()>,
-}
-
-impl Drop for Backend {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
-impl Backend {
-    async fn start() -> Backend {
-        let listener = TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind backend");
-        let addr = listener.local_addr().expect("backend addr");
-        let upgrades = Arc::new(AtomicUsize::new(0));
-        let plain_requests = Arc::new(AtomicUsize::new(0));
-        let (u, p) = (upgrades.clone(), plain_requests.clone());
-        let task = tokio::spawn(async move {
-            loop {
-                let Ok((stream, _)) = listener.accept().await else {
-                    continue;
-                };
-                let (u, p) = (u.clone(), p.clone());
-                tokio::spawn(async move {
-                    let _ = tokio::time::timeout(
-                        Duration::from_secs(30),
-                        serve_connection(stream, u, p),
-                    )
-                    .await;
-                });
-            }
-        });
-        Backend {
-            addr,
-            upgrades,
-            plain_requests,
-            task,
-        }
-    }
-}
-
-async fn serve_connection(
-    mut stream: TcpStream,
-    upgrades: Arc<AtomicUsize>,
-    plain_requests: Arc<AtomicUsize>,
-) -> std::io::Result<()> {
-    let head_len = peek_request_head(&stream).await?;
-    let mut head = vec![0; head_len];
-    stream.peek(&mut head).await?;
-    if wants_websocket(&String::from_utf8_lossy(&head)) {
-        // The request is still unread: tungstenite reads it.
-        let Ok(ws) = accept_async(stream).await else {
-            return Ok(());
-        };
-        upgrades.fetch_add(1, Ordering::SeqCst);
-        echo(ws).await;
-    } else {
-        plain_requests.fetch_add(1, Ordering::SeqCst);
-        stream.read_exact(&mut head).await?;
-        let body = "this is a WebSocket endpoint: send Upgrade: websocket\n";
-        let response = format!(
-            "HTTP/1.1 426 Upgrade Required\r\nUpgrade: websocket\r\nConnection: close\r\n\
-             Content-Type: text/plain\r\nContent-Length: {}\r\n\r\n{body}",
-            body.len()
-        );
-        stream.write_all(response.as_bytes()).await?;
-        stream.shutdown().await?;
-    }
-    Ok(())
-}
-
-/// Peeks until the request head (through the blank line) is buffered;
-/// returns its length.
-async fn peek_request_head(stream: &TcpStream) -> std::io::Result<usize> {
-    let mut buf = vec![0; 16 * 1024];
-    let mut seen = 0;
-    loop {
-        let n = stream.peek(&mut buf).await?;
-        if n == 0 {
-            return Err(std::io::ErrorKind::UnexpectedEof.into());
-        }
-        if let Some(end) = buf[..n].windows(4).position(|w| w == b"\r\n\r\n") {
-            return Ok(end + 4);
-        }
-        if n == buf.len() {
-            return Err(std::io::Error::other("request head too large"));
-        }
-        if n == seen {
-            tokio::time::sleep(Duration::from_millis(2)).await;
-        }
-        seen = n;
-    }
-}
-
-fn wants_websocket(head: &str) -> bool {
-    head.lines().skip(1).any(|line| {
-        line.split_once(':').is_some_and(|(name, value)| {
-            name.trim().eq_ignore_ascii_case("upgrade")
-                && value.trim().eq_ignore_ascii_case("websocket")
-        })
-    })
-}
-
-async fn echo<S>(mut ws: WebSocketStream<S>)
-where
-    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
-{
-    // Pings are answered by tungstenite, and a close is echoed by it.
-    while let Some(Ok(msg)) = ws.next().await {
-        if (msg.is_text() || msg.is_binary()) && ws.send(msg).await.is_err() {
-            break;
-        }
-    }
 }
 
 // ---------------------------------------------------------------------------
@@ -782,10 +649,10 @@ async fn prometheus_rules_alertmanager_and_dashboards_on_real_targets() {
     let started = Instant::now();
 
     // Targets.
-    let backend = Backend::start().await;
+    let backend = WsBackend::start().await;
     let (_refusing, closed) = refusing_port();
     let pki = Pki::new();
-    let nginx = start_nginx(backend.addr, closed, &pki);
+    let nginx = start_nginx(backend.addr(), closed, &pki);
     let exporter = Exporter::start(&exporter_config(&pki.ca_file())).await;
 
     // Alerting: webhook <- Alertmanager (shipped config, shortened waits).
@@ -903,8 +770,8 @@ async fn prometheus_rules_alertmanager_and_dashboards_on_real_targets() {
         );
     }
     // The in-process backend saw both kinds of request.
-    assert!(backend.upgrades.load(Ordering::SeqCst) > 0);
-    assert!(backend.plain_requests.load(Ordering::SeqCst) > 0);
+    assert!(backend.upgrades() > 0);
+    assert!(backend.plain_requests() > 0);
 
     // 2. The diagnosis alerts reach the webhook through Alertmanager.
     let wanted = [

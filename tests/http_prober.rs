@@ -8,11 +8,11 @@
 //! hosts whose resolver lists `::1` first.
 //!
 //! Servers: `common::http_server` (hyper, own thread) for ordinary HTTP and
-//! HTTPS, plus three local kinds spawned on the test's runtime: a raw TCP
-//! responder that writes canned bytes (chunked, 101, garbage), a hyper TLS
-//! server with a hand-built rustls config (TLS 1.2 only, client
-//! certificates required, SNI recorded), and a tiny HTTP proxy (absolute-form
-//! forwarding and CONNECT tunnelling).
+//! HTTPS, `common::proxy`'s tiny HTTP proxy (absolute-form forwarding and
+//! CONNECT tunnelling), plus two local kinds spawned on the test's runtime:
+//! a raw TCP responder that writes canned bytes (chunked, 101, garbage) and
+//! a hyper TLS server with a hand-built rustls config (TLS 1.2 only, client
+//! certificates required, SNI recorded).
 
 mod common;
 
@@ -30,12 +30,13 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use rustls_pki_types::CertificateDer;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpListener;
 
 use common::http_server::{Body, TestServer, Tls, closing_server, redirect, silent_server, text};
 use common::pki::{Leaf, Pki, Validity, localhost_ip};
 use common::probe::{Outcome, load_config, run_in, run_loaded};
+use common::proxy::{Proxy, read_head};
 use common::tls_server::ServerTls;
 use handshake_exporter::config::load_str;
 use handshake_exporter::config::model::Config;
@@ -285,23 +286,6 @@ fn with_header(mut resp: Response<Body>, name: &'static str, value: &str) -> Res
 // Local servers on the test's runtime
 // ---------------------------------------------------------------------------
 
-/// Reads one request head (up to the blank line), byte by byte so nothing
-/// after it is consumed.
-async fn read_head(stream: &mut TcpStream) -> Option<String> {
-    let mut head = Vec::new();
-    let mut byte = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        if head.len() > 64 * 1024 {
-            return None;
-        }
-        match stream.read(&mut byte).await {
-            Ok(1) => head.push(byte[0]),
-            _ => return None,
-        }
-    }
-    Some(String::from_utf8_lossy(&head).into_owned())
-}
-
 /// A TCP server that reads a request head, writes `response` verbatim,
 /// keeps the socket open for `hold`, then closes it.
 struct RawHttp {
@@ -405,84 +389,6 @@ fn server_config(
         None => tls,
     }
     .build()
-}
-
-/// A forwarding HTTP proxy: absolute-form requests are forwarded to the
-/// origin (request line rewritten to origin form), CONNECT opens a tunnel.
-/// Every request head it receives is recorded.
-struct Proxy {
-    port: u16,
-    heads: Arc<Mutex<Vec<String>>>,
-}
-
-impl Proxy {
-    async fn start() -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let port = listener.local_addr().expect("local_addr").port();
-        let heads = Arc::new(Mutex::new(Vec::new()));
-        let h = heads.clone();
-        tokio::spawn(async move {
-            loop {
-                let Ok((client, _)) = listener.accept().await else {
-                    continue;
-                };
-                tokio::spawn(proxy_connection(client, h.clone()));
-            }
-        });
-        Self { port, heads }
-    }
-
-    fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
-    }
-
-    fn heads(&self) -> Vec<String> {
-        self.heads.lock().unwrap().clone()
-    }
-}
-
-async fn proxy_connection(mut client: TcpStream, heads: Arc<Mutex<Vec<String>>>) {
-    let Some(head) = read_head(&mut client).await else {
-        return;
-    };
-    heads.lock().unwrap().push(head.clone());
-    let (line, rest) = head.split_once("\r\n").unwrap_or((&head, ""));
-    let mut fields = line.split(' ');
-    let (method, target, version) = (
-        fields.next().unwrap_or_default(),
-        fields.next().unwrap_or_default(),
-        fields.next().unwrap_or_default(),
-    );
-    if method == "CONNECT" {
-        let Ok(mut upstream) = TcpStream::connect(target).await else {
-            let _ = client.write_all(b"HTTP/1.1 502 Bad Gateway\r\n\r\n").await;
-            return;
-        };
-        let _ = client
-            .write_all(b"HTTP/1.1 200 Connection established\r\n\r\n")
-            .await;
-        let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
-        return;
-    }
-    let Ok(url) = url::Url::parse(target) else {
-        let _ = client.write_all(b"HTTP/1.1 400 Bad Request\r\n\r\n").await;
-        return;
-    };
-    let authority = format!(
-        "{}:{}",
-        url.host_str().unwrap_or_default(),
-        url.port_or_known_default().unwrap_or(80)
-    );
-    let path = &url[url::Position::BeforePath..url::Position::AfterQuery];
-    let Ok(mut upstream) = TcpStream::connect(authority).await else {
-        let _ = client.write_all(b"HTTP/1.1 502 Bad Gateway\r\n\r\n").await;
-        return;
-    };
-    let forwarded = format!("{method} {path} {version}\r\n{rest}");
-    if upstream.write_all(forwarded.as_bytes()).await.is_err() {
-        return;
-    }
-    let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
 }
 
 // ---------------------------------------------------------------------------
@@ -1886,7 +1792,7 @@ async fn proxy_url_forwards_http_requests() {
     let log = Log::default();
     let server = recording_server(None, &log, ok);
     let target = server.url("/via-proxy?q=1");
-    let proxy_url = format!("http://u:p@127.0.0.1:{}", proxy.port);
+    let proxy_url = format!("http://u:p@127.0.0.1:{}", proxy.port());
     let o = probe(&format!("proxy_url: {proxy_url}\n"), &target).await;
     o.assert_success();
     let heads = proxy.heads();
@@ -2041,7 +1947,7 @@ async fn proxied_first_hop_resolve_phase_is_the_target_lookup() {
     let server = recording_server(None, &log, ok);
     let target = format!("http://localhost:{}/", server.port());
     let o = probe(
-        &format!("proxy_url: http://localhost:{}\n", proxy.port),
+        &format!("proxy_url: http://localhost:{}\n", proxy.port()),
         &target,
     )
     .await;

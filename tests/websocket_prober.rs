@@ -5,12 +5,15 @@
 mod common;
 
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine as _;
 
-use common::pki::{Leaf, Pki};
+use common::pki::{Leaf, Pki, Validity};
 use common::probe::{Outcome, run, run_in};
+use common::proxy::Proxy;
+use common::tls_server::{ServerTls, SniResolver};
 use common::ws_server::{Options, RawReply, RawServer, Session, Step, Subprotocol, Tls, WsServer};
 
 const PHASES: &[&str] = &["resolve", "connect", "tls", "processing", "transfer"];
@@ -421,6 +424,38 @@ async fn wrong_name_is_tls_hostname_mismatch() {
     );
 }
 
+#[tokio::test]
+async fn not_yet_valid_cert_is_tls_cert_not_yet_valid() {
+    let pki = Pki::new();
+    let leaf = pki.not_yet_valid_leaf();
+    let server = wss_echo(&leaf);
+    let o = probe(&tls_block(&pki), &server.url("/")).await;
+    o.assert_reason("tls_cert_not_yet_valid");
+    // The certificate is still reported, and no chain was verified.
+    assert_eq!(
+        o.value("probe_ssl_earliest_cert_expiry", &[]),
+        Some(leaf.not_after() as f64),
+        "{}",
+        o.text
+    );
+    assert_eq!(
+        o.value("probe_ssl_leaf_not_before_timestamp_seconds", &[]),
+        Some(leaf.not_before() as f64),
+        "{}",
+        o.text
+    );
+    assert!(
+        !o.metrics
+            .has("probe_ssl_last_chain_expiry_timestamp_seconds"),
+        "{}",
+        o.text
+    );
+    assert_eq!(ws_value(&o, "ssl"), Some(1.0));
+    assert_eq!(ws_value(&o, "status_code"), Some(0.0));
+    assert_eq!(ws_value(&o, "connection_upgraded"), Some(0.0));
+    assert!(server.requests().is_empty(), "{:?}", server.requests());
+}
+
 // ---------------------------------------------------------------------------
 // Success
 // ---------------------------------------------------------------------------
@@ -819,4 +854,204 @@ async fn script_server_checks_what_the_probe_sends() {
     .await;
     o.assert_reason("expect_failed");
     assert_eq!(ws_value(&o, "close_code"), Some(1008.0), "{}", o.text);
+}
+
+// ---------------------------------------------------------------------------
+// TLS settings: skip verification, server name
+// ---------------------------------------------------------------------------
+
+#[tokio::test]
+async fn insecure_skip_verify_accepts_a_self_signed_cert_without_a_verified_chain() {
+    let pki = Pki::new();
+    let leaf = pki.self_signed_leaf();
+    let server = wss_echo(&leaf);
+    let o = probe(
+        "preferred_ip_protocol: ip4\ntls_config:\n  insecure_skip_verify: true\n",
+        &server.url("/"),
+    )
+    .await;
+    o.assert_success();
+    assert_eq!(ws_value(&o, "ssl"), Some(1.0));
+    assert_eq!(ws_value(&o, "status_code"), Some(101.0));
+    // What the server presented is reported ...
+    assert_eq!(
+        o.value("probe_ssl_earliest_cert_expiry", &[]),
+        Some(leaf.not_after() as f64),
+        "{}",
+        o.text
+    );
+    assert!(o.metrics.has("probe_tls_version_info"), "{}", o.text);
+    // ... but nothing was verified, so no verified-chain expiry (never
+    // blackbox's negative zero time).
+    assert!(
+        !o.metrics
+            .has("probe_ssl_last_chain_expiry_timestamp_seconds"),
+        "{}",
+        o.text
+    );
+    for s in &o.metrics.samples {
+        assert!(s.value >= 0.0, "negative value {s}");
+    }
+    server.request();
+}
+
+#[tokio::test]
+async fn tls_config_server_name_sets_sni_and_verification_name() {
+    let pki = Pki::new();
+    // Only the name: an IP-literal target does not match it.
+    let leaf = pki.leaf(&["ws.example.test"], &[], Validity::default());
+    let resolver = Arc::new(SniResolver::new(&leaf));
+    let config = ServerTls::new(&leaf)
+        .resolver(resolver.clone())
+        .alpn(&["http/1.1"])
+        .build();
+    let server = WsServer::start(Options::default().server_config(config), Session::echo);
+    let target = server.url_with_host("127.0.0.1", "/");
+    let block = format!(
+        "preferred_ip_protocol: ip4\ntls_config:\n  ca_file: {:?}\n  server_name: ws.example.test\n",
+        pki.ca_file().display().to_string()
+    );
+    let o = probe(&block, &target).await;
+    o.assert_success();
+    assert_eq!(ws_value(&o, "ssl"), Some(1.0));
+    assert_eq!(resolver.seen(), [Some("ws.example.test".to_string())]);
+    // server_name is TLS only: Host stays the target's.
+    assert_eq!(
+        server.request().header("host"),
+        Some(format!("127.0.0.1:{}", server.port()))
+    );
+
+    // Without it: no SNI for the IP literal, and the name does not match.
+    let o = probe(&tls_block(&pki), &target).await;
+    o.assert_reason("tls_hostname_mismatch");
+    assert_eq!(resolver.seen(), [Some("ws.example.test".to_string()), None]);
+}
+
+// ---------------------------------------------------------------------------
+// Proxies: ws and wss both go through a CONNECT tunnel
+// ---------------------------------------------------------------------------
+
+#[tokio::test]
+async fn proxy_url_tunnels_ws_with_connect() {
+    let proxy = Proxy::start().await;
+    let server = WsServer::echo();
+    let proxy_url = format!("http://u:p@127.0.0.1:{}", proxy.port());
+    let o = probe(
+        &format!("proxy_url: {proxy_url}\nping: true\n"),
+        &server.url("/chat?room=1"),
+    )
+    .await;
+    o.assert_success();
+    assert_eq!(ws_value(&o, "status_code"), Some(101.0));
+    assert_eq!(ws_value(&o, "connection_upgraded"), Some(1.0));
+    assert_eq!(ws_value(&o, "ssl"), Some(0.0));
+    assert!(ws_value(&o, "ping_rtt_seconds").is_some(), "{}", o.text);
+    let heads = proxy.heads();
+    assert_eq!(heads.len(), 1, "{heads:?}");
+    let head = &heads[0];
+    assert!(
+        head.starts_with(&format!("CONNECT 127.0.0.1:{} HTTP/1.1\r\n", server.port())),
+        "{head}"
+    );
+    assert!(
+        head.contains("Proxy-Authorization: Basic dTpw\r\n"),
+        "{head}"
+    );
+    // The upgrade went through the tunnel in origin form, and the proxy
+    // credentials stayed with the proxy.
+    let req = server.request();
+    assert_eq!(req.target, "/chat?room=1");
+    assert_eq!(req.header("upgrade").as_deref(), Some("websocket"));
+    assert_eq!(
+        req.header("host"),
+        Some(format!("127.0.0.1:{}", server.port()))
+    );
+    assert!(req.header("proxy-authorization").is_none(), "{req:?}");
+}
+
+#[tokio::test]
+async fn proxy_url_tunnels_wss_with_tls_inside_the_tunnel() {
+    let pki = Pki::new();
+    let leaf = pki.localhost_leaf();
+    let server = wss_echo(&leaf);
+    let proxy = Proxy::start().await;
+    let o = probe(
+        &format!("proxy_url: {}\n{}", proxy.url(), tls_block(&pki)),
+        &server.url("/secure"),
+    )
+    .await;
+    o.assert_success();
+    let heads = proxy.heads();
+    assert_eq!(heads.len(), 1, "{heads:?}");
+    assert!(
+        heads[0].starts_with(&format!("CONNECT localhost:{} HTTP/1.1\r\n", server.port())),
+        "{heads:?}"
+    );
+    assert_eq!(server.request().target, "/secure");
+    // TLS end to end with the server, through the tunnel.
+    assert_eq!(ws_value(&o, "ssl"), Some(1.0));
+    assert_eq!(ws_value(&o, "status_code"), Some(101.0));
+    assert_eq!(
+        o.value("probe_ssl_earliest_cert_expiry", &[]),
+        Some(leaf.not_after() as f64),
+        "{}",
+        o.text
+    );
+    for family in [
+        "probe_tls_version_info",
+        "probe_tls_cipher_info",
+        "probe_ssl_last_chain_info",
+        "probe_ssl_last_chain_expiry_timestamp_seconds",
+    ] {
+        assert!(o.metrics.has(family), "{family} missing:\n{}", o.text);
+    }
+    assert!(phase(&o, "tls") > 0.0, "{}", o.text);
+}
+
+#[tokio::test]
+async fn no_proxy_bypasses_the_proxy_for_a_ws_target() {
+    let proxy = Proxy::start().await;
+    let server = WsServer::echo();
+    // no_proxy is a key of the nested client config (`http_config:`).
+    let block = |no_proxy: &str| {
+        format!(
+            "http_config:\n  proxy_url: {}\n  no_proxy: '{no_proxy}'\n",
+            proxy.url()
+        )
+    };
+    for no_proxy in ["127.0.0.1", "127.0.0.0/8", "localhost,127.0.0.1"] {
+        let o = probe(&block(no_proxy), &server.url("/direct")).await;
+        o.assert_success();
+    }
+    assert!(proxy.heads().is_empty(), "{:?}", proxy.heads());
+    assert_eq!(server.requests().len(), 3);
+
+    // A no_proxy entry for another host leaves the proxy in use.
+    let o = probe(&block("example.com"), &server.url("/proxied")).await;
+    o.assert_success();
+    let heads = proxy.heads();
+    assert_eq!(heads.len(), 1, "{heads:?}");
+    assert!(heads[0].starts_with("CONNECT 127.0.0.1:"), "{heads:?}");
+    assert_eq!(server.requests().len(), 4);
+}
+
+#[tokio::test]
+async fn proxy_refusing_connect_is_a_network_error() {
+    let refusing = RawServer::start(RawReply::status(403));
+    let server = WsServer::echo();
+    let o = probe(
+        &format!("proxy_url: http://127.0.0.1:{}\n", refusing.port()),
+        &server.url("/"),
+    )
+    .await;
+    // connect_tunnel: any answer to CONNECT but 200 is a network_error.
+    o.assert_reason("network_error");
+    assert!(o.log.contains("proxy refused CONNECT"), "{}", o.log);
+    assert_eq!(ws_value(&o, "status_code"), Some(0.0), "{}", o.text);
+    assert_eq!(ws_value(&o, "connection_upgraded"), Some(0.0));
+    let seen = refusing.requests();
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    assert_eq!(seen[0].method, "CONNECT");
+    assert_eq!(seen[0].target, format!("127.0.0.1:{}", server.port()));
+    assert_eq!(server.connections(), 0);
 }

@@ -8,10 +8,14 @@ pub mod blackbox;
 pub mod exporter;
 pub mod exposition;
 pub mod http_server;
+pub mod json_value;
 pub mod nginx;
 pub mod pki;
 pub mod probe;
+pub mod prometheus;
+pub mod proxy;
 pub mod tls_server;
+pub mod ws_backend;
 pub mod ws_server;
 
 use std::net::{SocketAddr, TcpListener};
@@ -51,5 +55,3 @@ pub fn send_signal(pid: u32, signal: &str) {
         .expect("run kill");
     assert!(status.success(), "kill -{signal} {pid} failed");
 }
-pub mod json_value;
-pub mod prometheus;

@@ -36,6 +36,7 @@ use http::{HeaderMap, HeaderValue, StatusCode, header};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsAcceptor;
+use tokio_rustls::rustls::ServerConfig;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
@@ -184,6 +185,9 @@ pub struct Options {
     /// Serve wss with this certificate (ALPN as configured in `Tls`; use
     /// [`Tls::http1_only`] for what browsers negotiate for WebSockets).
     pub tls: Option<Tls>,
+    /// Serve wss with this rustls config instead (e.g. one built by
+    /// `tls_server::ServerTls` with an `SniResolver`); wins over `tls`.
+    pub server_config: Option<Arc<ServerConfig>>,
     /// Refuse the upgrade when this returns an error.
     pub check: Option<Check>,
 }
@@ -196,6 +200,11 @@ impl Options {
 
     pub fn tls(mut self, tls: Tls) -> Self {
         self.tls = Some(tls);
+        self
+    }
+
+    pub fn server_config(mut self, config: Arc<ServerConfig>) -> Self {
+        self.server_config = Some(config);
         self
     }
 
@@ -241,9 +250,9 @@ impl WsServer {
     {
         let (listener, addr) = bind_local();
         let acceptor = options
-            .tls
-            .as_ref()
-            .map(|t| TlsAcceptor::from(t.server_config()));
+            .server_config
+            .or_else(|| options.tls.as_ref().map(Tls::server_config))
+            .map(TlsAcceptor::from);
         let tls = acceptor.is_some();
         let handler: Handler = Arc::new(move |s| Box::pin(behaviour(s)));
         let records = Records::default();
