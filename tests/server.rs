@@ -927,10 +927,36 @@ fn config_check_exit_codes_and_errors() {
     assert!(stderr.contains("(unclosed"), "{stderr}");
     assert!(stderr.contains("regexp"), "{stderr}");
 
-    let bad_prober = write("prober.yml", "modules:\n  m:\n    prober: icmp\n");
+    let bad_prober = write("prober.yml", "modules:\n  m:\n    prober: icnp\n");
     let (status, _, stderr) = check(&bad_prober);
     assert_eq!(status.code(), Some(1), "{stderr}");
-    assert!(stderr.contains("icmp"), "{stderr}");
+    assert!(stderr.contains("unknown prober \\\"icnp\\\""), "{stderr}");
+
+    // blackbox's own probers that we do not implement load with a warning.
+    let icmp = write("icmp.yml", "modules:\n  m:\n    prober: icmp\n    icmp:\n      ttl: 5\n");
+    let (status, _, stderr) = check(&icmp);
+    assert_eq!(status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains("does not implement"), "{stderr}");
+}
+
+/// Debian's packaged blackbox.yml (installed with prometheus-blackbox-exporter)
+/// loads unchanged: its http and tcp modules probe, its grpc and icmp modules
+/// are refused with a 400 that says why.
+#[tokio::test]
+async fn debian_blackbox_yml_loads_unchanged() {
+    let path = "/etc/prometheus/blackbox.yml";
+    let yaml = std::fs::read_to_string(path).unwrap_or_else(|e| {
+        panic!("{path}: {e}: run scripts/test (it apt-installs prometheus-blackbox-exporter)")
+    });
+    let server = ok_server();
+    let exporter = Exporter::start(&yaml).await;
+    let m = exporter.probe_metrics(&server.url("/ok"), "http_2xx").await;
+    assert_eq!(m.value("probe_success", &[]), Some(1.0));
+    let r = exporter
+        .get(&common::exporter::probe_path(&[("target", "127.0.0.1"), ("module", "icmp")]))
+        .await;
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert!(r.body.contains("\"icmp\"") && r.body.contains("not supported"), "{}", r.body);
 }
 
 #[test]

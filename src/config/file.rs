@@ -49,6 +49,16 @@ pub struct ModuleFile {
     pub tls: Option<TlsProbeFile>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub websocket: Option<WebSocketProbeFile>,
+    // blackbox's other probers: their blocks load (so an existing
+    // blackbox.yml loads unchanged) and are not used.
+    #[serde(skip_serializing)]
+    pub icmp: Unsupported,
+    #[serde(skip_serializing)]
+    pub dns: Unsupported,
+    #[serde(skip_serializing)]
+    pub grpc: Unsupported,
+    #[serde(skip_serializing)]
+    pub unix: Unsupported,
 }
 
 /// A key blackbox accepts but this exporter does not implement: any value

@@ -277,12 +277,14 @@ fn build_module(ctx: &Ctx<'_>, m: &ModuleFile) -> Result<(Module, ModuleFile), C
             ));
         }
         p @ ("icmp" | "dns" | "grpc" | "unix") => {
-            return Err(ctx.err(
-                "prober",
-                format!(
-                    "prober {p:?} is not supported by handshake_exporter (supported: http, tcp, tls, websocket)"
-                ),
-            ));
+            // Loads, so a blackbox.yml with such modules works unchanged;
+            // probing this module is refused with a clear 400.
+            tracing::warn!(
+                module = ctx.module,
+                prober = p,
+                "module uses a blackbox prober handshake_exporter does not implement; probes with it return 400"
+            );
+            ProberSettings::Unimplemented(p.to_string())
         }
         p => {
             return Err(ctx.err(
@@ -1560,8 +1562,15 @@ modules:
         assert_contains(&e, &["module \"bad\"", "prober", "unknown prober \"htp\""]);
         let e = load_err("modules:\n  bad:\n    timeout: 5s\n");
         assert_contains(&e, &["module \"bad\"", "prober must be set"]);
-        let e = load_err("modules:\n  d:\n    prober: dns\n");
-        assert_contains(&e, &["module \"d\"", "not supported by handshake_exporter"]);
+        // blackbox's other probers load (their blocks unchecked) and are
+        // refused when probed.
+        let c = load(
+            "modules:\n  d:\n    prober: dns\n    dns:\n      query_name: example.com\n  i:\n    prober: icmp\n    timeout: 5s\n    icmp:\n      ttl: 5\n",
+        )
+        .expect("loads");
+        assert!(matches!(&module(&c, "d").prober, ProberSettings::Unimplemented(p) if p == "dns"));
+        assert_eq!(module(&c, "i").prober.name(), "icmp");
+        assert!(!module(&c, "i").masked_yaml.contains("ttl"));
     }
 
     #[test]

@@ -38,11 +38,15 @@ pub enum ProberSettings {
     Tcp(TcpSettings),
     Tls(TlsProbeSettings),
     WebSocket(WebSocketSettings),
+    /// A blackbox prober this exporter does not implement (icmp, dns, grpc,
+    /// unix): the module loads, probing it is refused.
+    Unimplemented(String),
 }
 
 impl ProberSettings {
-    pub fn name(&self) -> &'static str {
+    pub fn name(&self) -> &str {
         match self {
+            ProberSettings::Unimplemented(name) => name,
             ProberSettings::Http(_) => "http",
             ProberSettings::Tcp(_) => "tcp",
             ProberSettings::Tls(_) => "tls",

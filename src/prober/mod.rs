@@ -112,6 +112,7 @@ fn declared_metrics(settings: &ProberSettings) -> &'static [&'static [&'static G
         ProberSettings::Tcp(_) => tcp::METRICS,
         ProberSettings::Tls(_) => tls::METRICS,
         ProberSettings::WebSocket(_) => websocket::METRICS,
+        ProberSettings::Unimplemented(_) => &[],
     }
 }
 
@@ -189,5 +190,10 @@ async fn dispatch(
         ProberSettings::Tcp(s) => tcp::probe(cx, target, s).await,
         ProberSettings::Tls(s) => tls::probe(cx, target, s).await,
         ProberSettings::WebSocket(s) => websocket::probe(cx, target, s).await,
+        // The /probe handler refuses these before probing.
+        ProberSettings::Unimplemented(name) => Err(ProbeFailure::new(
+            FailureReason::InvalidTarget,
+            format!("prober {name:?} is not supported by handshake_exporter"),
+        )),
     }
 }
