@@ -933,7 +933,10 @@ fn config_check_exit_codes_and_errors() {
     assert!(stderr.contains("unknown prober \\\"icnp\\\""), "{stderr}");
 
     // blackbox's own probers that we do not implement load with a warning.
-    let icmp = write("icmp.yml", "modules:\n  m:\n    prober: icmp\n    icmp:\n      ttl: 5\n");
+    let icmp = write(
+        "icmp.yml",
+        "modules:\n  m:\n    prober: icmp\n    icmp:\n      ttl: 5\n",
+    );
     let (status, _, stderr) = check(&icmp);
     assert_eq!(status.code(), Some(0), "{stderr}");
     assert!(stderr.contains("does not implement"), "{stderr}");
@@ -953,10 +956,17 @@ async fn debian_blackbox_yml_loads_unchanged() {
     let m = exporter.probe_metrics(&server.url("/ok"), "http_2xx").await;
     assert_eq!(m.value("probe_success", &[]), Some(1.0));
     let r = exporter
-        .get(&common::exporter::probe_path(&[("target", "127.0.0.1"), ("module", "icmp")]))
+        .get(&common::exporter::probe_path(&[
+            ("target", "127.0.0.1"),
+            ("module", "icmp"),
+        ]))
         .await;
     assert_eq!(r.status, 400, "{}", r.body);
-    assert!(r.body.contains("\"icmp\"") && r.body.contains("not supported"), "{}", r.body);
+    assert!(
+        r.body.contains("\"icmp\"") && r.body.contains("not supported"),
+        "{}",
+        r.body
+    );
 }
 
 #[test]
