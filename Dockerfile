@@ -30,6 +30,9 @@ FROM rust:${RUST_VERSION}-bookworm AS builder
 WORKDIR /src
 COPY Cargo.toml Cargo.lock build.rs ./
 COPY src ./src
+# Not built here, but Cargo.toml declares the bench target and cargo wants
+# its file to exist.
+COPY benches ./benches
 # The cache mounts keep the registry and the target dir between builds
 # (BuildKit, the default builder since Docker 23).
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
