@@ -92,9 +92,44 @@ struct Root {
 #[derive(Debug)]
 struct RecordingVerifier {
     provider: Arc<CryptoProvider>,
+    trust: Arc<TrustStore>,
+    insecure: bool,
+}
+
+/// Parsed trust anchors plus the certificates they came from. The system
+/// store is parsed once per process and shared by every module without a
+/// `ca_file`.
+#[derive(Debug)]
+struct TrustStore {
     anchors: Vec<rustls::pki_types::TrustAnchor<'static>>,
     roots: Vec<Root>,
-    insecure: bool,
+}
+
+impl TrustStore {
+    /// `strict`: a certificate that is not a usable anchor is an error
+    /// (a user's `ca_file`); otherwise it is skipped, as Go does for the
+    /// system store.
+    fn from_certs(
+        certs: Vec<CertificateDer<'static>>,
+        strict: bool,
+    ) -> Result<Self, TlsBuildError> {
+        let mut anchors = Vec::with_capacity(certs.len());
+        let mut roots = Vec::with_capacity(certs.len());
+        for der in certs {
+            let anchor = match webpki::anchor_from_trusted_cert(&der) {
+                Ok(a) => a.to_owned(),
+                Err(e) if strict => return Err(TlsBuildError::BadCa(format!("{e:?}"))),
+                Err(_) => continue,
+            };
+            roots.push(Root {
+                subject: anchor.subject.as_ref().to_vec(),
+                spki: anchor.subject_public_key_info.as_ref().to_vec(),
+                der,
+            });
+            anchors.push(anchor);
+        }
+        Ok(Self { anchors, roots })
+    }
 }
 
 impl RecordingVerifier {
@@ -109,7 +144,7 @@ impl RecordingVerifier {
         let algs = self.provider.signature_verification_algorithms;
         let path = match cert.verify_for_usage(
             algs.all,
-            &self.anchors,
+            &self.trust.anchors,
             intermediates,
             now,
             webpki::KeyUsage::server_auth(),
@@ -135,7 +170,7 @@ impl RecordingVerifier {
                 .map(|c| c.der().clone().into_owned()),
         );
         let anchor = path.anchor();
-        if let Some(root) = self.roots.iter().find(|r| {
+        if let Some(root) = self.trust.roots.iter().find(|r| {
             r.subject.as_slice() == anchor.subject.as_ref()
                 && r.spki.as_slice() == anchor.subject_public_key_info.as_ref()
         }) && chain.last() != Some(&root.der)
@@ -146,7 +181,8 @@ impl RecordingVerifier {
     }
 
     fn is_pinned_self_signed(&self, end_entity: &CertificateDer<'_>) -> bool {
-        self.roots
+        self.trust
+            .roots
             .iter()
             .any(|r| r.der.as_ref() == end_entity.as_ref())
     }
@@ -278,17 +314,23 @@ fn map_webpki_error(e: webpki::Error) -> CertificateError {
     }
 }
 
-/// The system roots, loaded once per process (a blocking file read; called
-/// from config loading, never from a probe).
-fn system_roots() -> &'static [CertificateDer<'static>] {
-    static ROOTS: std::sync::OnceLock<Vec<CertificateDer<'static>>> = std::sync::OnceLock::new();
-    ROOTS.get_or_init(|| {
-        let result = rustls_native_certs::load_native_certs();
-        for err in &result.errors {
-            tracing::warn!(error = %err, "could not load some system root certificates");
-        }
-        result.certs
-    })
+/// The system roots, loaded and parsed once per process (a blocking file
+/// read; called from config loading, never from a probe).
+fn system_trust() -> Arc<TrustStore> {
+    static STORE: std::sync::OnceLock<Arc<TrustStore>> = std::sync::OnceLock::new();
+    STORE
+        .get_or_init(|| {
+            let result = rustls_native_certs::load_native_certs();
+            for err in &result.errors {
+                tracing::warn!(error = %err, "could not load some system root certificates");
+            }
+            let store = TrustStore::from_certs(result.certs, false).unwrap_or(TrustStore {
+                anchors: Vec::new(),
+                roots: Vec::new(),
+            });
+            Arc::new(store)
+        })
+        .clone()
 }
 
 /// A module's TLS client: settings plus one rustls config per ALPN list.
@@ -305,7 +347,7 @@ impl TlsClient {
     /// build the verifier and the three ALPN variants.
     pub fn build(settings: &TlsSettings) -> Result<Self, TlsBuildError> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let ca_certs: Vec<CertificateDer<'static>> = match &settings.ca_pem {
+        let trust = match &settings.ca_pem {
             Some(pem) => {
                 let certs = CertificateDer::pem_slice_iter(pem)
                     .collect::<Result<Vec<_>, _>>()
@@ -313,31 +355,13 @@ impl TlsClient {
                 if certs.is_empty() {
                     return Err(TlsBuildError::EmptyCaBundle);
                 }
-                certs
+                Arc::new(TrustStore::from_certs(certs, true)?)
             }
-            None => system_roots().to_vec(),
+            None => system_trust(),
         };
-        let mut anchors = Vec::with_capacity(ca_certs.len());
-        let mut roots = Vec::with_capacity(ca_certs.len());
-        for der in ca_certs {
-            let anchor = match webpki::anchor_from_trusted_cert(&der) {
-                Ok(a) => a.to_owned(),
-                Err(e) if settings.ca_pem.is_some() => {
-                    return Err(TlsBuildError::BadCa(format!("{e:?}")));
-                }
-                Err(_) => continue, // a broken system root is skipped, as Go does
-            };
-            roots.push(Root {
-                subject: anchor.subject.as_ref().to_vec(),
-                spki: anchor.subject_public_key_info.as_ref().to_vec(),
-                der,
-            });
-            anchors.push(anchor);
-        }
         let verifier = Arc::new(RecordingVerifier {
             provider: provider.clone(),
-            anchors,
-            roots,
+            trust,
             insecure: settings.insecure_skip_verify,
         });
 
