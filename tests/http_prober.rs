@@ -910,6 +910,27 @@ async fn http_body_regex_both_lists() {
     assert_val(&o, "probe_failed_due_to_regex", 0.0);
 }
 
+/// A body over 64 KiB is matched on the blocking pool; same verdicts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn body_regex_on_a_large_body() {
+    let mut body = "filler line\n".repeat(90_000);
+    body.push_str("status: degraded\n");
+    let len = body.len();
+    let server = TestServer::http(move |_| text(StatusCode::OK, body.clone()));
+    let url = server.url("/");
+    let o = probe("fail_if_body_matches_regexp: ['degraded']\n", &url).await;
+    o.assert_reason("http_body_regex");
+    assert_val(&o, "probe_failed_due_to_regex", 1.0);
+    assert_val(&o, "probe_http_uncompressed_body_length", len as f64);
+    let o = probe(
+        "fail_if_body_not_matches_regexp: ['(?m)^status: degraded$']\n",
+        &url,
+    )
+    .await;
+    o.assert_success();
+    assert_val(&o, "probe_failed_due_to_regex", 0.0);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn body_size_limit_counts_up_to_the_limit() {
     let body = "x".repeat(2000);

@@ -12,8 +12,9 @@ pub struct ResponseView<'a> {
     pub status: u16,
     pub version: http::Version,
     pub headers: &'a HeaderMap,
-    /// The decoded body, when a body regex needed it kept.
-    pub body: Option<&'a [u8]>,
+    /// The verdict of the body regexes, when there are any and the body
+    /// was read ([`check_body`], run before: it may need the blocking pool).
+    pub body_check: Option<&'a Result<(), ProbeFailure>>,
     pub body_error: Option<&'a ProbeFailure>,
     pub ssl: bool,
     /// The redirect limit (10) was hit and this is the refused 3xx.
@@ -100,8 +101,38 @@ fn check_headers(s: &HttpSettings, headers: &HeaderMap) -> Result<(), ProbeFailu
     Ok(())
 }
 
-fn check_body(s: &HttpSettings, body: &[u8]) -> Result<(), ProbeFailure> {
-    for re in &s.fail_if_body_matches_regexp {
+/// Bodies up to this size are matched inline; larger ones on tokio's
+/// blocking pool, so a multi-megabyte body never stalls a runtime worker.
+const INLINE_BODY_CHECK: usize = 64 * 1024;
+
+/// Run the body regexes over a decoded body.
+pub async fn check_body_off_runtime(s: &HttpSettings, body: Vec<u8>) -> Result<(), ProbeFailure> {
+    if body.len() <= INLINE_BODY_CHECK {
+        return check_body(
+            &s.fail_if_body_matches_regexp,
+            &s.fail_if_body_not_matches_regexp,
+            &body,
+        );
+    }
+    // Regexes share their compiled programs: these clones are cheap.
+    let matches = s.fail_if_body_matches_regexp.clone();
+    let not_matches = s.fail_if_body_not_matches_regexp.clone();
+    tokio::task::spawn_blocking(move || check_body(&matches, &not_matches, &body))
+        .await
+        .unwrap_or_else(|e| {
+            fail(
+                FailureReason::HttpBodyRegex,
+                format!("body check did not finish: {e}"),
+            )
+        })
+}
+
+fn check_body(
+    fail_if_matches: &[regex::bytes::Regex],
+    fail_if_not_matches: &[regex::bytes::Regex],
+    body: &[u8],
+) -> Result<(), ProbeFailure> {
+    for re in fail_if_matches {
         if re.is_match(body) {
             return fail(
                 FailureReason::HttpBodyRegex,
@@ -109,7 +140,7 @@ fn check_body(s: &HttpSettings, body: &[u8]) -> Result<(), ProbeFailure> {
             );
         }
     }
-    for re in &s.fail_if_body_not_matches_regexp {
+    for re in fail_if_not_matches {
         if !re.is_match(body) {
             return fail(
                 FailureReason::HttpBodyRegex,
@@ -148,12 +179,11 @@ pub fn evaluate(s: &HttpSettings, r: &ResponseView<'_>) -> Verdict {
             failed_due_to_regex = true;
             return Err(e);
         }
-        if let Some(body) = r.body
+        if let Some(Err(e)) = r.body_check
             && r.body_error.is_none()
-            && let Err(e) = check_body(s, body)
         {
             failed_due_to_regex = true;
-            return Err(e);
+            return Err(e.clone());
         }
         if let Some(e) = r.body_error {
             return Err(e.clone());

@@ -241,7 +241,7 @@ pub async fn probe(
 
     // The body: not for a refused redirect (Go closes it unread), not for a
     // 101 (the connection now belongs to another protocol).
-    let read = if fetched.refused_redirect || parts.status == StatusCode::SWITCHING_PROTOCOLS {
+    let mut read = if fetched.refused_redirect || parts.status == StatusCode::SWITCHING_PROTOCOLS {
         None
     } else {
         let _transfer = cx.phase(&HTTP_DURATION, "transfer");
@@ -256,8 +256,12 @@ pub async fn probe(
         )
     };
     drop(connection);
-    if let Some(r) = &read {
+    let mut body_check = None;
+    if let Some(r) = &mut read {
         final_response.body_bytes = r.bytes;
+        if let Some(kept) = r.body.take() {
+            body_check = Some(checks::check_body_off_runtime(s, kept).await);
+        }
     }
     metrics::emit(cx, &final_response, fetched.redirects);
 
@@ -267,7 +271,7 @@ pub async fn probe(
             status: final_response.status,
             version: parts.version,
             headers: &parts.headers,
-            body: read.as_ref().and_then(|r| r.body.as_deref()),
+            body_check: body_check.as_ref(),
             body_error: read.as_ref().and_then(|r| r.error.as_ref()),
             ssl: final_response.ssl,
             redirect_limit_hit: fetched.limit_hit,
