@@ -13,9 +13,9 @@ use std::time::Duration;
 
 use super::duration::{parse_base2_bytes, parse_duration};
 use super::file::{
-    ClientConfigFile, ConfigFile, HeaderMatchFile, HttpHeaderFile, HttpProbeFile, ModuleFile,
-    OrderedMap, Scalar, TcpProbeFile, TlsConfigFile, TlsProbeFile, WebSocketProbeFile,
-    WsHeaderFile,
+    AuthorizationFile, BasicAuthFile, ClientConfigFile, ConfigFile, HeaderMatchFile,
+    HttpHeaderFile, HttpProbeFile, ModuleFile, OrderedMap, Scalar, TcpProbeFile, TlsConfigFile,
+    TlsProbeFile, WebSocketProbeFile, WsHeaderFile,
 };
 use super::model::{
     AddressPolicy, Authorization, ClientSettings, Compression, Config, ExtraHeader, HeaderMatch,
@@ -1186,22 +1186,49 @@ fn mask_header_files(headers: &mut [(String, HttpHeaderFile)]) {
     }
 }
 
-fn mask_client(c: &mut ClientConfigFile) {
-    if let Some(b) = &mut c.basic_auth {
-        mask(&mut b.password);
-    }
-    if let Some(a) = &mut c.authorization {
-        mask(&mut a.credentials);
-    }
-    mask(&mut c.bearer_token);
-    mask_tls(&mut c.tls_config);
-    redact_proxy_url(&mut c.proxy_url);
-    for (_, values) in &mut c.proxy_connect_header.0 {
-        for v in values {
-            *v = SECRET.to_string();
+/// The secret-carrying fields of a client config, wherever they live
+/// (nested `http_config:` or inlined under `http:`), masked by one rule.
+struct ClientSecrets<'a> {
+    basic_auth: &'a mut Option<BasicAuthFile>,
+    authorization: &'a mut Option<AuthorizationFile>,
+    bearer_token: &'a mut Option<String>,
+    tls_config: &'a mut Option<TlsConfigFile>,
+    proxy_url: &'a mut Option<String>,
+    proxy_connect_header: &'a mut OrderedMap<Vec<String>>,
+    http_headers: &'a mut OrderedMap<HttpHeaderFile>,
+}
+
+impl ClientSecrets<'_> {
+    fn mask(self) {
+        if let Some(b) = self.basic_auth {
+            mask(&mut b.password);
         }
+        if let Some(a) = self.authorization {
+            mask(&mut a.credentials);
+        }
+        mask(self.bearer_token);
+        mask_tls(self.tls_config);
+        redact_proxy_url(self.proxy_url);
+        for (_, values) in &mut self.proxy_connect_header.0 {
+            for v in values {
+                *v = SECRET.to_string();
+            }
+        }
+        mask_header_files(&mut self.http_headers.0);
     }
-    mask_header_files(&mut c.http_headers.0);
+}
+
+fn mask_client(c: &mut ClientConfigFile) {
+    ClientSecrets {
+        basic_auth: &mut c.basic_auth,
+        authorization: &mut c.authorization,
+        bearer_token: &mut c.bearer_token,
+        tls_config: &mut c.tls_config,
+        proxy_url: &mut c.proxy_url,
+        proxy_connect_header: &mut c.proxy_connect_header,
+        http_headers: &mut c.http_headers,
+    }
+    .mask();
 }
 
 /// Plain `headers:` values that carry credentials in practice; blackbox
@@ -1244,24 +1271,19 @@ fn masked_http(mut h: HttpProbeFile, s: &HttpSettings) -> HttpProbeFile {
     h.no_follow_redirects = None;
     h.enable_http2 = Some(s.client.enable_http2);
     materialise_address(&mut h.preferred_ip_protocol, &mut h.ip_protocol_fallback);
-    mask(&mut h.bearer_token);
-    if let Some(b) = &mut h.basic_auth {
-        mask(&mut b.password);
+    ClientSecrets {
+        basic_auth: &mut h.basic_auth,
+        authorization: &mut h.authorization,
+        bearer_token: &mut h.bearer_token,
+        tls_config: &mut h.tls_config,
+        proxy_url: &mut h.proxy_url,
+        proxy_connect_header: &mut h.proxy_connect_header,
+        http_headers: &mut h.http_headers,
     }
-    if let Some(a) = &mut h.authorization {
-        mask(&mut a.credentials);
-    }
-    mask_tls(&mut h.tls_config);
-    redact_proxy_url(&mut h.proxy_url);
+    .mask();
     for (name, value) in &mut h.headers.0 {
         mask_plain_header(name, value);
     }
-    for (_, values) in &mut h.proxy_connect_header.0 {
-        for v in values {
-            *v = SECRET.to_string();
-        }
-    }
-    mask_header_files(&mut h.http_headers.0);
     h
 }
 
