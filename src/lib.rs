@@ -2,6 +2,7 @@
 //! services (HTTP, WebSocket, TLS and TCP probes) with a failure reason on
 //! every failed probe.
 
+pub mod civil_time;
 pub mod cli;
 pub mod config;
 pub mod logging;

@@ -164,14 +164,7 @@ fn parse_openssl_time(s: &str) -> i64 {
         .map(|p| p.parse().expect("time"))
         .collect();
     let year: i64 = parts[3].parse().expect("year");
-    // Days from civil (proleptic Gregorian).
-    let y = if month <= 2 { year - 1 } else { year };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (month + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
+    let days = handshake_exporter::civil_time::days_from_civil(year, month, day);
     days * 86_400 + hms[0] * 3600 + hms[1] * 60 + hms[2]
 }
 
