@@ -8,7 +8,7 @@
 //! Exporters are pinned to CPU 0, nginx and wrk to CPU 1 (when `taskset`
 //! exists), so "per CPU-second" is the exporter's own cost.
 
-#[path = "../tests/common/mod.rs"]
+#[path = "../tests/it/common/mod.rs"]
 mod common;
 
 use std::process::Command;

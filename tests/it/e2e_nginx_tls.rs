@@ -14,15 +14,13 @@
 //! nginx and openssl come from Debian's packages; without them these tests
 //! fail and say what to install.
 
-mod common;
-
 use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
-use common::nginx::Nginx;
-use common::pki::{Leaf, Pki, Validity};
-use common::probe::{Outcome, run_in};
+use crate::common::nginx::Nginx;
+use crate::common::pki::{Leaf, Pki, Validity};
+use crate::common::probe::{Outcome, run_in};
 
 const OPENSSL: &str = "/usr/bin/openssl";
 const OPENSSL_TIMEOUT: Duration = Duration::from_secs(10);

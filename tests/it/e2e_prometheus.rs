@@ -31,7 +31,7 @@
 //! Prometheus and Alertmanager come from Debian's packages (`scripts/test`
 //! installs them); without them this test fails and says what to install.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -41,12 +41,12 @@ use std::time::{Duration, Instant};
 use regex::Regex;
 use tokio::net::TcpSocket;
 
-use common::exporter::Exporter;
-use common::json_value::Json;
-use common::nginx::{Nginx, NginxConfig};
-use common::pki::Pki;
-use common::prometheus::{Alertmanager, Prometheus, WebhookReceiver, query_string};
-use common::ws_backend::WsBackend;
+use crate::common::exporter::Exporter;
+use crate::common::json_value::Json;
+use crate::common::nginx::{Nginx, NginxConfig};
+use crate::common::pki::Pki;
+use crate::common::prometheus::{Alertmanager, Prometheus, WebhookReceiver, query_string};
+use crate::common::ws_backend::WsBackend;
 
 /// Until every service shows its expected diagnosis state.
 const DIAGNOSIS_TIMEOUT: Duration = Duration::from_secs(40);

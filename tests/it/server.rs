@@ -4,7 +4,7 @@
 //! Every test starts its own exporter process on a free 127.0.0.1 port and,
 //! where it needs one, its own in-process target.
 
-mod common;
+use crate::common;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -20,13 +20,13 @@ use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 use tokio_rustls::rustls;
 
-use common::exporter::{
+use crate::common::exporter::{
     Exporter, HttpResponse, http_request, https_request, our_binary, probe_path,
 };
-use common::exposition::Exposition;
-use common::free_port;
-use common::http_server::{TestServer, silent_server, text};
-use common::pki::Pki;
+use crate::common::exposition::Exposition;
+use crate::common::free_port;
+use crate::common::http_server::{TestServer, silent_server, text};
+use crate::common::pki::Pki;
 
 // ---------------------------------------------------------------------------
 // Configs and small helpers

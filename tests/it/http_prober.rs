@@ -14,7 +14,7 @@
 //! a hyper TLS server with a hand-built rustls config (TLS 1.2 only, client
 //! certificates required, SNI recorded).
 
-mod common;
+use crate::common;
 
 use std::convert::Infallible;
 use std::io::{Read as _, Write as _};
@@ -33,11 +33,13 @@ use rustls_pki_types::CertificateDer;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpListener;
 
-use common::http_server::{Body, TestServer, Tls, closing_server, redirect, silent_server, text};
-use common::pki::{Leaf, Pki, Validity, localhost_ip};
-use common::probe::{Outcome, load_config, run_in, run_loaded};
-use common::proxy::{Proxy, read_head};
-use common::tls_server::ServerTls;
+use crate::common::http_server::{
+    Body, TestServer, Tls, closing_server, redirect, silent_server, text,
+};
+use crate::common::pki::{Leaf, Pki, Validity, localhost_ip};
+use crate::common::probe::{Outcome, load_config, run_in, run_loaded};
+use crate::common::proxy::{Proxy, read_head};
+use crate::common::tls_server::ServerTls;
 use handshake_exporter::config::load_str;
 use handshake_exporter::config::model::Config;
 
@@ -2006,9 +2008,14 @@ async fn proxy_from_environment_uses_the_environment() {
     let log = Log::default();
     let server = recording_server(None, &log, ok);
     let exe = std::env::current_exe().expect("test binary");
+    // The test's name in this binary: its module path without the crate.
+    let child_test = match module_path!().split_once("::") {
+        Some((_crate, module)) => format!("{module}::proxy_from_environment_child"),
+        None => "proxy_from_environment_child".to_string(),
+    };
     let run_child = |target: String, no_proxy: &str| {
         tokio::process::Command::new(&exe)
-            .args(["--exact", "proxy_from_environment_child", "--nocapture"])
+            .args(["--exact", &child_test, "--nocapture"])
             .env(CHILD_TARGET_VAR, target)
             .env("HTTP_PROXY", proxy.url())
             .env_remove("http_proxy")

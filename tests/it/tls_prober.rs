@@ -14,7 +14,7 @@
 //! | plain text server                        | `tls_handshake_failed`           |
 //! | OCSP staple good/revoked/unknown/none    | `probe_ssl_ocsp_*`               |
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -24,9 +24,9 @@ use rcgen::ExtendedKeyUsagePurpose;
 use rustls::crypto::ring::cipher_suite;
 use tokio::io::AsyncWriteExt;
 
-use common::pki::{self, INTERMEDIATE_CN, Leaf, Pki, Validity};
-use common::probe::{Outcome, run_in};
-use common::tls_server::{Server, ServerTls, SniResolver};
+use crate::common::pki::{self, INTERMEDIATE_CN, Leaf, Pki, Validity};
+use crate::common::probe::{Outcome, run_in};
+use crate::common::tls_server::{Server, ServerTls, SniResolver};
 
 const TIMEOUT: Duration = Duration::from_secs(5);
 

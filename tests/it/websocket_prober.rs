@@ -2,7 +2,7 @@
 //! to happen by a server that really fails that way, and the success paths
 //! with the metrics SPEC section 5 promises.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -10,11 +10,13 @@ use std::time::Duration;
 
 use base64::Engine as _;
 
-use common::pki::{Leaf, Pki, Validity};
-use common::probe::{Outcome, run, run_in};
-use common::proxy::Proxy;
-use common::tls_server::{ServerTls, SniResolver};
-use common::ws_server::{Options, RawReply, RawServer, Session, Step, Subprotocol, Tls, WsServer};
+use crate::common::pki::{Leaf, Pki, Validity};
+use crate::common::probe::{Outcome, run, run_in};
+use crate::common::proxy::Proxy;
+use crate::common::tls_server::{ServerTls, SniResolver};
+use crate::common::ws_server::{
+    Options, RawReply, RawServer, Session, Step, Subprotocol, Tls, WsServer,
+};
 
 const PHASES: &[&str] = &["resolve", "connect", "tls", "processing", "transfer"];
 

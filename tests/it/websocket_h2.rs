@@ -2,7 +2,7 @@
 //! in-process hyper h2 server (`enable_connect_protocol`), and the fallback
 //! to HTTP/1.1 when a server's h2 does not enable it.
 
-mod common;
+use crate::common;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -20,9 +20,9 @@ use tokio_rustls::TlsAcceptor;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::protocol::Role;
 
-use common::http_server::Tls;
-use common::pki::Pki;
-use common::probe::run_in;
+use crate::common::http_server::Tls;
+use crate::common::pki::Pki;
+use crate::common::probe::run_in;
 
 /// How the test server treats WebSockets over h2.
 #[derive(Clone, Copy)]

@@ -18,7 +18,7 @@
 //! nginx comes from Debian's package (`scripts/test` installs it); without
 //! it these tests fail and say what to install.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -30,10 +30,10 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{WebSocketStream, accept_async, client_async};
 
-use common::nginx::{Nginx, NginxConfig};
-use common::pki::{Leaf, Pki};
-use common::probe::{Outcome, run_in};
-use common::ws_backend::{WsBackend, echo};
+use crate::common::nginx::{Nginx, NginxConfig};
+use crate::common::pki::{Leaf, Pki};
+use crate::common::probe::{Outcome, run_in};
+use crate::common::ws_backend::{WsBackend, echo};
 
 const PROBE_TIMEOUT: Duration = Duration::from_secs(3);
 const ECHO_TEXT: &str = "hello through nginx";

@@ -2,7 +2,7 @@
 //! against a small fake that speaks that protocol's first exchange (and
 //! checks what the probe sent), plus one way each protocol says "no".
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -12,8 +12,8 @@ use handshake_exporter::config::model::{Config, ProberSettings};
 use http::StatusCode;
 use regex::Regex;
 
-use common::probe::{self, Outcome};
-use common::ws_server::{Options, Session, Subprotocol, WsServer};
+use crate::common::probe::{self, Outcome};
+use crate::common::ws_server::{Options, Session, Subprotocol, WsServer};
 
 const MODULES: &[&str] = &[
     "graphql_transport_ws",

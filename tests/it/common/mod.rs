@@ -1,7 +1,10 @@
-//! Shared support for the integration tests.
+//! Shared support for the integration tests (`tests/it`, one test binary)
+//! and the bench (`benches/probe_throughput.rs`, which includes this module
+//! by path).
 //!
-//! Every `tests/*.rs` file declares `mod common;` and uses what it needs, so
-//! most helpers are unused in any one test crate.
+//! The test modules refer to it as `crate::common::...`; the files here
+//! refer to each other as `super::...`, which also resolves inside the
+//! bench. Each crate that includes it uses only part of it.
 #![allow(dead_code)]
 
 pub mod blackbox;

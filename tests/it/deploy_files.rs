@@ -3,12 +3,10 @@
 //! in `deploy/check`; the dashboards' queries are run against a real
 //! Prometheus in `e2e_prometheus`.)
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use common::json_value::Json;
+use crate::common::json_value::Json;
 use handshake_exporter::config::{load_file, load_str};
 
 fn repo() -> PathBuf {

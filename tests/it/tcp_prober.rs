@@ -9,7 +9,7 @@
 //! with tokio-rustls (certificates from `common::pki`) right after the
 //! STARTTLS exchange, like the real daemons.
 
-mod common;
+use crate::common;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -18,11 +18,11 @@ use std::time::{Duration, Instant};
 use rustls::ServerConfig;
 use tokio::net::TcpStream;
 
-use common::exporter::{Exporter, http_request, probe_path};
-use common::exposition::Exposition;
-use common::pki::{Leaf, Pki};
-use common::probe::{Outcome, run_in};
-use common::tls_server::{Dialog, Server, ServerTls, SniResolver};
+use crate::common::exporter::{Exporter, http_request, probe_path};
+use crate::common::exposition::Exposition;
+use crate::common::pki::{Leaf, Pki};
+use crate::common::probe::{Outcome, run_in};
+use crate::common::tls_server::{Dialog, Server, ServerTls, SniResolver};
 
 const TIMEOUT: Duration = Duration::from_secs(5);
 

@@ -22,7 +22,7 @@
 //! crate): the decoder handles what Chromium writes (8-bit RGB or RGBA,
 //! not interlaced) and rejects anything else loudly.
 
-mod common;
+use crate::common;
 
 use std::collections::{BTreeSet, HashMap};
 use std::fs::File;
@@ -35,9 +35,9 @@ use std::time::{Duration, Instant};
 use http::{Response, StatusCode, header};
 use regex::Regex;
 
-use common::closed_addr;
-use common::exporter::{Exporter, probe_path};
-use common::http_server::{Body, TestServer, text};
+use crate::common::closed_addr;
+use crate::common::exporter::{Exporter, probe_path};
+use crate::common::http_server::{Body, TestServer, text};
 
 const CHROMIUM: &str = "/usr/bin/chromium";
 const CHROMIUM_TIMEOUT: Duration = Duration::from_secs(60);

@@ -10,18 +10,18 @@
 //! installs it (and `.ci/run` calls `scripts/test`); without it the test
 //! fails and says what to install.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
 
 use http::{StatusCode, header};
 
-use common::blackbox;
-use common::exporter::{Exporter, HttpResponse};
-use common::exposition::{Exposition, Labels, Sample, format_value, same_value, series};
-use common::http_server::{Body, TestServer, Tls, redirect, text};
-use common::pki::Pki;
+use crate::common::blackbox;
+use crate::common::exporter::{Exporter, HttpResponse};
+use crate::common::exposition::{Exposition, Labels, Sample, format_value, same_value, series};
+use crate::common::http_server::{Body, TestServer, Tls, redirect, text};
+use crate::common::pki::Pki;
 
 /// Values that do not depend on timing: they must be equal.
 const EQUAL_VALUES: &[&str] = &[
