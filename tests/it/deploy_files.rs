@@ -6,8 +6,10 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use crate::common::json_value::Json;
 use handshake_exporter::config::{load_file, load_str};
+use serde_json::Value;
+
+use crate::common::json::array;
 
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -51,17 +53,16 @@ fn dashboards_are_valid_json_with_the_shared_variables() {
     assert_eq!(dashboards.len(), 2, "{dashboards:?}");
     for path in dashboards {
         let text = std::fs::read_to_string(&path).expect("read");
-        let json = Json::parse(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let json: Value =
+            serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         assert!(
-            json.str_of("uid").is_some_and(|u| !u.is_empty()),
+            json["uid"].as_str().is_some_and(|u| !u.is_empty()),
             "{}: uid",
             path.display()
         );
-        let vars: Vec<&str> = json
-            .at(&["templating", "list"])
-            .as_array()
+        let vars: Vec<&str> = array(&json["templating"]["list"])
             .iter()
-            .filter_map(|v| v.str_of("name"))
+            .filter_map(|v| v["name"].as_str())
             .collect();
         for want in ["datasource", "job", "service", "instance"] {
             assert!(

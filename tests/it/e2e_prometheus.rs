@@ -39,10 +39,11 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use regex::Regex;
+use serde_json::Value;
 use tokio::net::TcpSocket;
 
 use crate::common::exporter::Exporter;
-use crate::common::json_value::Json;
+use crate::common::json::array;
 use crate::common::nginx::{Nginx, NginxConfig};
 use crate::common::pki::Pki;
 use crate::common::prometheus::{Alertmanager, Prometheus, WebhookReceiver, query_string};
@@ -361,17 +362,17 @@ struct PanelQuery {
 }
 
 /// Every panel (nested rows included, and the old `rows[].panels` layout).
-fn all_panels(dashboard: &Json) -> Vec<&Json> {
-    fn walk<'a>(panels: &'a [Json], out: &mut Vec<&'a Json>) {
+fn all_panels(dashboard: &Value) -> Vec<&Value> {
+    fn walk<'a>(panels: &'a [Value], out: &mut Vec<&'a Value>) {
         for p in panels {
             out.push(p);
-            walk(p.get("panels").as_array(), out);
+            walk(array(&p["panels"]), out);
         }
     }
     let mut out = Vec::new();
-    walk(dashboard.get("panels").as_array(), &mut out);
-    for row in dashboard.get("rows").as_array() {
-        walk(row.get("panels").as_array(), &mut out);
+    walk(array(&dashboard["panels"]), &mut out);
+    for row in array(&dashboard["rows"]) {
+        walk(array(&row["panels"]), &mut out);
     }
     out
 }
@@ -379,25 +380,25 @@ fn all_panels(dashboard: &Json) -> Vec<&Json> {
 /// The values the dashboard's template variables take when "All" (or the
 /// default) is selected: `.*` for query/custom variables with an All
 /// option, the default for the others.
-fn variable_values(dashboard: &Json) -> BTreeMap<String, String> {
+fn variable_values(dashboard: &Value) -> BTreeMap<String, String> {
     let mut values: BTreeMap<String, String> = BUILTIN_VARIABLES
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
-    for var in dashboard.at(&["templating", "list"]).as_array() {
-        let Some(name) = var.str_of("name") else {
+    for var in array(&dashboard["templating"]["list"]) {
+        let Some(name) = var["name"].as_str() else {
             continue;
         };
-        let value = match var.str_of("type").unwrap_or_default() {
-            "query" | "custom" => var.str_of("allValue").unwrap_or(".*").to_string(),
+        let value = match var["type"].as_str().unwrap_or_default() {
+            "query" | "custom" => var["allValue"].as_str().unwrap_or(".*").to_string(),
             "interval" => "1m".to_string(),
             "datasource" => "prometheus".to_string(),
             _ => {
-                let current = var.at(&["current", "value"]);
+                let current = &var["current"]["value"];
                 current
                     .as_str()
-                    .or_else(|| current.as_array().first().and_then(Json::as_str))
-                    .or_else(|| var.str_of("query"))
+                    .or_else(|| array(current).first().and_then(Value::as_str))
+                    .or_else(|| var["query"].as_str())
                     .unwrap_or(".*")
                     .to_string()
             }
@@ -457,14 +458,14 @@ fn dashboard_queries() -> (Vec<PanelQuery>, Vec<(String, String, String)>) {
             .to_string_lossy()
             .into_owned();
         let text = std::fs::read_to_string(&file).expect("read dashboard");
-        let dashboard =
-            Json::parse(&text).unwrap_or_else(|e| panic!("{name} is not valid JSON: {e}"));
+        let dashboard: Value =
+            serde_json::from_str(&text).unwrap_or_else(|e| panic!("{name} is not valid JSON: {e}"));
         let values = variable_values(&dashboard);
         let before = queries.len();
         for panel in all_panels(&dashboard) {
-            let title = panel.str_of("title").unwrap_or("(untitled)").to_string();
-            for t in panel.get("targets").as_array() {
-                let Some(raw) = t.str_of("expr") else {
+            let title = panel["title"].as_str().unwrap_or("(untitled)").to_string();
+            for t in array(&panel["targets"]) {
+                let Some(raw) = t["expr"].as_str() else {
                     continue;
                 };
                 let expr = substitute_variables(raw, &values)
@@ -472,28 +473,27 @@ fn dashboard_queries() -> (Vec<PanelQuery>, Vec<(String, String, String)>) {
                 queries.push(PanelQuery {
                     dashboard: name.clone(),
                     panel: title.clone(),
-                    ref_id: t.str_of("refId").unwrap_or("?").to_string(),
+                    ref_id: t["refId"].as_str().unwrap_or("?").to_string(),
                     raw: raw.to_string(),
                     expr,
                 });
             }
         }
         assert!(queries.len() > before, "{name} has no panel queries");
-        for var in dashboard.at(&["templating", "list"]).as_array() {
-            if var.str_of("type") != Some("query") {
+        for var in array(&dashboard["templating"]["list"]) {
+            if var["type"].as_str() != Some("query") {
                 continue;
             }
-            let definition = var
-                .at(&["query", "query"])
+            let definition = var["query"]["query"]
                 .as_str()
-                .or_else(|| var.get("query").as_str())
-                .or_else(|| var.str_of("definition"))
+                .or_else(|| var["query"].as_str())
+                .or_else(|| var["definition"].as_str())
                 .unwrap_or_default();
             let definition = substitute_variables(definition, &values)
                 .unwrap_or_else(|e| panic!("{name} variable {var}: {e}"));
             variables.push((
                 name.clone(),
-                var.str_of("name").unwrap_or("?").to_string(),
+                var["name"].as_str().unwrap_or("?").to_string(),
                 definition,
             ));
         }
@@ -502,10 +502,10 @@ fn dashboard_queries() -> (Vec<PanelQuery>, Vec<(String, String, String)>) {
 }
 
 /// Whether an API `data` object holds at least one value.
-fn has_data(data: &Json) -> bool {
-    match data.str_of("resultType") {
-        Some("vector" | "matrix") => !data.get("result").as_array().is_empty(),
-        Some("scalar" | "string") => !data.get("result").is_null(),
+fn has_data(data: &Value) -> bool {
+    match data["resultType"].as_str() {
+        Some("vector" | "matrix") => !array(&data["result"]).is_empty(),
+        Some("scalar" | "string") => !data["result"].is_null(),
         _ => false,
     }
 }
@@ -514,16 +514,15 @@ fn has_data(data: &Json) -> bool {
 // Helpers on API answers
 // ---------------------------------------------------------------------------
 
-fn label<'a>(series_or_alert: &'a Json, name: &str) -> &'a str {
-    series_or_alert
-        .get("labels")
-        .str_of(name)
-        .or_else(|| series_or_alert.get("metric").str_of(name))
+fn label<'a>(series_or_alert: &'a Value, name: &str) -> &'a str {
+    series_or_alert["labels"][name]
+        .as_str()
+        .or_else(|| series_or_alert["metric"][name].as_str())
         .unwrap_or_default()
 }
 
-fn annotation<'a>(alert: &'a Json, name: &str) -> &'a str {
-    alert.get("annotations").str_of(name).unwrap_or_default()
+fn annotation<'a>(alert: &'a Value, name: &str) -> &'a str {
+    alert["annotations"][name].as_str().unwrap_or_default()
 }
 
 /// The current diagnosis: service -> states (normally exactly one).
@@ -603,7 +602,7 @@ fn webhook_dump(webhook: &WebhookReceiver) -> String {
             format!(
                 "  receiver={receiver} {}[{}] service={} summary={:?}",
                 label(a, "alertname"),
-                a.str_of("status").unwrap_or("?"),
+                a["status"].as_str().unwrap_or("?"),
                 label(a, "service"),
                 annotation(a, "summary")
             )
@@ -612,7 +611,7 @@ fn webhook_dump(webhook: &WebhookReceiver) -> String {
     format!("webhook received:\n{}", lines.join("\n"))
 }
 
-fn am_dump(alerts: &[Json]) -> String {
+fn am_dump(alerts: &[Value]) -> String {
     let lines: Vec<String> = alerts
         .iter()
         .map(|a| {
@@ -621,9 +620,9 @@ fn am_dump(alerts: &[Json]) -> String {
                 label(a, "alertname"),
                 label(a, "service"),
                 label(a, "job"),
-                a.at(&["status", "state"]).as_str().unwrap_or("?"),
-                a.at(&["status", "inhibitedBy"]),
-                a.str_of("fingerprint").unwrap_or("?")
+                a["status"]["state"].as_str().unwrap_or("?"),
+                a["status"]["inhibitedBy"],
+                a["fingerprint"].as_str().unwrap_or("?")
             )
         })
         .collect();
@@ -631,11 +630,11 @@ fn am_dump(alerts: &[Json]) -> String {
 }
 
 /// The firing alert `alertname` of `service` at the webhook, if any.
-fn delivered(webhook: &WebhookReceiver, alertname: &str, service: &str) -> Option<(String, Json)> {
+fn delivered(webhook: &WebhookReceiver, alertname: &str, service: &str) -> Option<(String, Value)> {
     webhook.alerts().into_iter().find(|(_, a)| {
         label(a, "alertname") == alertname
             && label(a, "service") == service
-            && a.str_of("status") == Some("firing")
+            && a["status"].as_str() == Some("firing")
     })
 }
 
@@ -711,7 +710,7 @@ async fn prometheus_rules_alertmanager_and_dashboards_on_real_targets() {
 
     // Every rule group loaded, none failing.
     let groups = prom.daemon().get_json("/api/v1/rules").await;
-    let groups = groups.at(&["data", "groups"]).as_array().to_vec();
+    let groups = array(&groups["data"]["groups"]).to_vec();
     assert!(
         !groups.is_empty(),
         "Prometheus loaded no rule groups\n{}",
@@ -895,7 +894,7 @@ async fn prometheus_rules_alertmanager_and_dashboards_on_real_targets() {
             alerts
                 .iter()
                 .find(|a| label(a, "alertname") == name && label(a, "service") == service)
-                .and_then(|a| a.str_of("fingerprint"))
+                .and_then(|a| a["fingerprint"].as_str())
                 .map(str::to_string)
         };
         let mut problems = Vec::new();
@@ -904,7 +903,7 @@ async fn prometheus_rules_alertmanager_and_dashboards_on_real_targets() {
                 problems.push(format!("no {source} for {service}"));
                 continue;
             };
-            let targets: Vec<&Json> = alerts
+            let targets: Vec<&Value> = alerts
                 .iter()
                 .filter(|a| {
                     label(a, "alertname") == "ProbeFailed" && label(a, "service") == service
@@ -919,12 +918,10 @@ async fn prometheus_rules_alertmanager_and_dashboards_on_real_targets() {
                 ));
             }
             for t in targets {
-                let state = t.at(&["status", "state"]).as_str().unwrap_or("?");
-                let by: Vec<&str> = t
-                    .at(&["status", "inhibitedBy"])
-                    .as_array()
+                let state = t["status"]["state"].as_str().unwrap_or("?");
+                let by: Vec<&str> = array(&t["status"]["inhibitedBy"])
                     .iter()
-                    .filter_map(Json::as_str)
+                    .filter_map(Value::as_str)
                     .collect();
                 if state != "suppressed" || !by.contains(&source_fp.as_str()) {
                     problems.push(format!(
@@ -986,7 +983,7 @@ async fn prometheus_rules_alertmanager_and_dashboards_on_real_targets() {
             query_string(&[("match[]", &c[1])])
         );
         let doc = prom.daemon().get_json(&path).await;
-        if doc.str_of("status") != Some("success") || doc.get("data").as_array().is_empty() {
+        if doc["status"].as_str() != Some("success") || array(&doc["data"]).is_empty() {
             failures.push(format!(
                 "{dashboard} variable {name}: {definition} has no values: {doc}"
             ));
@@ -1042,13 +1039,20 @@ fn config_rewrites_and_variable_substitution() {
     );
     assert!(substitute_variables("x{a=~\"$nope\"}", &values).is_err());
 
-    let doc = Json::parse(r#" {"a": [1, -2.5e1, true, null, "x\u003ey\n\ud83d\ude00"], "b": {}} "#)
-        .expect("valid JSON");
-    assert_eq!(doc.get("a").as_array().len(), 5);
-    assert_eq!(doc.get("a").as_array()[1].as_f64(), Some(-25.0));
-    assert_eq!(doc.get("a").as_array()[4].as_str(), Some("x>y\n😀"));
-    assert!(doc.at(&["b", "c"]).is_null());
-    assert_eq!(Json::parse(&doc.to_string()).expect("round trip"), doc);
-    assert!(Json::parse("[1,]").is_err());
-    assert!(Json::parse("{} x").is_err());
+    // What the JSON reading above relies on: escapes decoded, numbers read
+    // as f64, a missing key reads as null, malformed documents refused.
+    let doc: Value = serde_json::from_str(
+        r#" {"a": [1, -2.5e1, true, null, "x\u003ey\n\ud83d\ude00"], "b": {}} "#,
+    )
+    .expect("valid JSON");
+    assert_eq!(array(&doc["a"]).len(), 5);
+    assert_eq!(array(&doc["a"])[1].as_f64(), Some(-25.0));
+    assert_eq!(array(&doc["a"])[4].as_str(), Some("x>y\n😀"));
+    assert!(doc["b"]["c"].is_null());
+    assert_eq!(
+        serde_json::from_str::<Value>(&doc.to_string()).expect("round trip"),
+        doc
+    );
+    assert!(serde_json::from_str::<Value>("[1,]").is_err());
+    assert!(serde_json::from_str::<Value>("{} x").is_err());
 }

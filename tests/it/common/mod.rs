@@ -11,7 +11,7 @@ pub mod blackbox;
 pub mod exporter;
 pub mod exposition;
 pub mod http_server;
-pub mod json_value;
+pub mod json;
 pub mod nginx;
 pub mod pki;
 pub mod probe;

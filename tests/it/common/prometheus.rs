@@ -24,11 +24,12 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http::{Method, StatusCode};
 use http_body_util::BodyExt;
+use serde_json::Value;
 use tempfile::TempDir;
 
 use super::exporter::{HttpResponse, http_request};
 use super::http_server::{TestServer, text};
-use super::json_value::Json;
+use super::json::array;
 use super::{free_port, installed_binary};
 
 /// Where Debian's packages install the binaries.
@@ -193,9 +194,9 @@ impl Daemon {
     }
 
     /// `GET path_and_query`, the body parsed as JSON.
-    pub async fn get_json(&self, path_and_query: &str) -> Json {
+    pub async fn get_json(&self, path_and_query: &str) -> Value {
         let resp = self.get(path_and_query).await;
-        Json::parse(&resp.body).unwrap_or_else(|e| {
+        serde_json::from_str(&resp.body).unwrap_or_else(|e| {
             panic!(
                 "{}: {path_and_query} answered {} with no JSON ({e}): {}",
                 self.name, resp.status, resp.body
@@ -277,27 +278,27 @@ impl Prometheus {
 
     /// An instant query; `Ok(data)` (the API's `data` object, with
     /// `resultType` and `result`) or `Err` with the API's error.
-    pub async fn query(&self, expr: &str) -> Result<Json, String> {
+    pub async fn query(&self, expr: &str) -> Result<Value, String> {
         let path = format!("/api/v1/query?{}", query_string(&[("query", expr)]));
         let resp = self.daemon.get(&path).await;
-        let doc = Json::parse(&resp.body)
+        let doc: Value = serde_json::from_str(&resp.body)
             .map_err(|e| format!("status {}, no JSON ({e}): {}", resp.status, resp.body))?;
-        if doc.str_of("status") != Some("success") {
+        if doc["status"].as_str() != Some("success") {
             return Err(format!(
                 "status {}: {} {}",
                 resp.status,
-                doc.str_of("errorType").unwrap_or("?"),
-                doc.str_of("error").unwrap_or(&resp.body)
+                doc["errorType"].as_str().unwrap_or("?"),
+                doc["error"].as_str().unwrap_or(&resp.body)
             ));
         }
-        Ok(doc.get("data").clone())
+        Ok(doc["data"].clone())
     }
 
     /// The `result` of an instant vector query (`[]` for other types);
     /// panics on an API error.
-    pub async fn vector(&self, expr: &str) -> Vec<Json> {
+    pub async fn vector(&self, expr: &str) -> Vec<Value> {
         match self.query(expr).await {
-            Ok(data) => data.get("result").as_array().to_vec(),
+            Ok(data) => array(&data["result"]).to_vec(),
             Err(e) => panic!("query {expr:?} failed: {e}"),
         }
     }
@@ -306,22 +307,20 @@ impl Prometheus {
     pub async fn dump(&self, expr: &str) -> String {
         match self.query(expr).await {
             Ok(data) => {
-                let mut lines: Vec<String> = data
-                    .get("result")
-                    .as_array()
+                let mut lines: Vec<String> = array(&data["result"])
                     .iter()
                     .map(|s| {
-                        let labels: Vec<String> = s
-                            .get("metric")
-                            .members()
-                            .iter()
+                        let labels: Vec<String> = s["metric"]
+                            .as_object()
+                            .into_iter()
+                            .flatten()
                             .map(|(k, v)| format!("{k}={:?}", v.as_str().unwrap_or_default()))
                             .collect();
-                        let value = s.get("value").as_array().get(1).cloned();
+                        let value = array(&s["value"]).get(1).cloned();
                         format!(
                             "  {{{}}} {}",
                             labels.join(", "),
-                            value.as_ref().and_then(Json::as_str).unwrap_or("?")
+                            value.as_ref().and_then(Value::as_str).unwrap_or("?")
                         )
                     })
                     .collect();
@@ -389,9 +388,9 @@ impl Alertmanager {
 
     /// Every alert Alertmanager holds (`GET /api/v2/alerts`), active,
     /// silenced and inhibited.
-    pub async fn alerts(&self) -> Vec<Json> {
+    pub async fn alerts(&self) -> Vec<Value> {
         let doc = self.daemon.get_json("/api/v2/alerts").await;
-        doc.as_array().to_vec()
+        array(&doc).to_vec()
     }
 }
 
@@ -440,22 +439,21 @@ impl WebhookReceiver {
 
     /// The notifications received so far, parsed (bodies that are not JSON
     /// are left out).
-    pub fn notifications(&self) -> Vec<Json> {
+    pub fn notifications(&self) -> Vec<Value> {
         self.bodies()
             .iter()
-            .filter_map(|b| Json::parse(b).ok())
+            .filter_map(|b| serde_json::from_str(b).ok())
             .collect()
     }
 
     /// Every alert of every notification, each with the notification's
     /// `receiver`: `(receiver, alert)`.
-    pub fn alerts(&self) -> Vec<(String, Json)> {
+    pub fn alerts(&self) -> Vec<(String, Value)> {
         self.notifications()
             .iter()
             .flat_map(|n| {
-                let receiver = n.str_of("receiver").unwrap_or_default().to_string();
-                n.get("alerts")
-                    .as_array()
+                let receiver = n["receiver"].as_str().unwrap_or_default().to_string();
+                array(&n["alerts"])
                     .iter()
                     .map(move |a| (receiver.clone(), a.clone()))
                     .collect::<Vec<_>>()
