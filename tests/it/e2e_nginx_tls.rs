@@ -143,27 +143,17 @@ async fn x509_facts(dir: &Path, name: &str, pem: &str) -> (i64, String) {
     (parse_openssl_time(end), serial.trim().to_ascii_lowercase())
 }
 
-/// `Nov 26 12:57:06 2026 GMT` to Unix seconds.
+/// `Nov 26 12:57:06 2026 GMT` to Unix seconds (openssl pads the day with
+/// a space, `Dec  3 ...`; any run of whitespace is taken as one space).
 fn parse_openssl_time(s: &str) -> i64 {
-    let parts: Vec<&str> = s.split_whitespace().collect();
-    assert_eq!(parts.len(), 5, "unexpected openssl date {s:?}");
-    assert_eq!(parts[4], "GMT", "{s}");
-    const MONTHS: [&str; 12] = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ];
-    let month = MONTHS
-        .iter()
-        .position(|m| *m == parts[0])
-        .unwrap_or_else(|| panic!("month in {s:?}")) as i64
-        + 1;
-    let day: i64 = parts[1].parse().expect("day");
-    let hms: Vec<i64> = parts[2]
-        .split(':')
-        .map(|p| p.parse().expect("time"))
-        .collect();
-    let year: i64 = parts[3].parse().expect("year");
-    let days = handshake_exporter::civil_time::days_from_civil(year, month, day);
-    days * 86_400 + hms[0] * 3600 + hms[1] * 60 + hms[2]
+    let format = time::macros::format_description!(
+        "[month repr:short] [day padding:none] [hour]:[minute]:[second] [year] GMT"
+    );
+    let normalized = s.split_whitespace().collect::<Vec<_>>().join(" ");
+    time::PrimitiveDateTime::parse(&normalized, format)
+        .unwrap_or_else(|e| panic!("unexpected openssl date {s:?}: {e}"))
+        .assume_utc()
+        .unix_timestamp()
 }
 
 /// What openssl's verify code means in our failure reasons.
