@@ -19,11 +19,11 @@ use crate::common;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use handshake_exporter::net::ocsp;
 use rcgen::ExtendedKeyUsagePurpose;
 use rustls::crypto::ring::cipher_suite;
 use tokio::io::AsyncWriteExt;
 
+use crate::common::ocsp;
 use crate::common::pki::{self, INTERMEDIATE_CN, Leaf, Pki, Validity};
 use crate::common::probe::{Outcome, run_in};
 use crate::common::tls_server::{Server, ServerTls, SniResolver};
@@ -623,7 +623,7 @@ async fn stapled(status: u8, next_update: Option<i64>) -> (Outcome, Leaf) {
     let pki = Pki::new();
     let leaf = pki.localhost_leaf();
     let this_update = unix_now() - 3600;
-    let der = ocsp::encode::response(&leaf.serial, status, this_update, next_update);
+    let der = ocsp::response(&leaf.serial, status, this_update, next_update);
     let server = Server::tls(ServerTls::new(&leaf).ocsp(der).build()).await;
     let o = probe(&pki, &trusting(&pki), &server.target(), None).await;
     (o, leaf)
@@ -690,7 +690,7 @@ async fn ocsp_staple_over_tls12() {
     let pki = Pki::new();
     let leaf = pki.localhost_leaf();
     let next = unix_now() + 3600;
-    let der = ocsp::encode::response(&leaf.serial, 0, unix_now() - 60, Some(next));
+    let der = ocsp::response(&leaf.serial, 0, unix_now() - 60, Some(next));
     let server = Server::tls(
         ServerTls::new(&leaf)
             .versions(&[&rustls::version::TLS12])
@@ -711,7 +711,7 @@ async fn ocsp_staple_over_tls12() {
 async fn ocsp_staple_is_reported_when_verification_fails() {
     let pki = Pki::new();
     let leaf = pki.expired_leaf();
-    let der = ocsp::encode::response(&leaf.serial, 1, unix_now() - 60, None);
+    let der = ocsp::response(&leaf.serial, 1, unix_now() - 60, None);
     let server = Server::tls(ServerTls::new(&leaf).ocsp(der).build()).await;
     let o = probe(&pki, &trusting(&pki), &server.target(), None).await;
     assert_failed_with_certs(&o, "tls_cert_expired", &leaf);

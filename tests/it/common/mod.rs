@@ -13,6 +13,7 @@ pub mod exposition;
 pub mod http_server;
 pub mod json;
 pub mod nginx;
+pub mod ocsp;
 pub mod pki;
 pub mod probe;
 pub mod prometheus;
