@@ -10,13 +10,12 @@
 //! installs it (and `.ci/run` calls `scripts/test`); without it the test
 //! fails and says what to install.
 
-use crate::common;
-
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
 
 use http::{StatusCode, header};
 
+use crate::common;
 use crate::common::blackbox;
 use crate::common::exporter::{Exporter, HttpResponse};
 use crate::common::exposition::{Exposition, Labels, Sample, format_value, same_value, series};

@@ -18,8 +18,6 @@
 //! nginx comes from Debian's package (`scripts/test` installs it); without
 //! it these tests fail and say what to install.
 
-use crate::common;
-
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -30,6 +28,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{WebSocketStream, accept_async, client_async};
 
+use crate::common;
 use crate::common::nginx::{Nginx, NginxConfig};
 use crate::common::pki::{Leaf, Pki};
 use crate::common::probe::{Outcome, run_in};

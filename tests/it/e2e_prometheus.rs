@@ -31,8 +31,6 @@
 //! Prometheus and Alertmanager come from Debian's packages (`scripts/test`
 //! installs them); without them this test fails and says what to install.
 
-use crate::common;
-
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -42,6 +40,7 @@ use regex::Regex;
 use serde_json::Value;
 use tokio::net::TcpSocket;
 
+use crate::common;
 use crate::common::exporter::Exporter;
 use crate::common::json::array;
 use crate::common::nginx::{Nginx, NginxConfig};

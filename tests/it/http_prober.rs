@@ -14,8 +14,6 @@
 //! a hyper TLS server with a hand-built rustls config (TLS 1.2 only, client
 //! certificates required, SNI recorded).
 
-use crate::common;
-
 use std::convert::Infallible;
 use std::io::{Read as _, Write as _};
 use std::path::{Path, PathBuf};
@@ -33,6 +31,7 @@ use rustls_pki_types::CertificateDer;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpListener;
 
+use crate::common;
 use crate::common::http_server::{
     Body, TestServer, Tls, closing_server, redirect, silent_server, text,
 };

@@ -22,8 +22,6 @@
 //! crate): the decoder handles what Chromium writes (8-bit RGB or RGBA,
 //! not interlaced) and rejects anything else loudly.
 
-use crate::common;
-
 use std::collections::{BTreeSet, HashMap};
 use std::fs::File;
 use std::io::Read as _;
@@ -35,6 +33,7 @@ use std::time::{Duration, Instant};
 use http::{Response, StatusCode, header};
 use regex::Regex;
 
+use crate::common;
 use crate::common::closed_addr;
 use crate::common::exporter::{Exporter, probe_path};
 use crate::common::http_server::{Body, TestServer, text};

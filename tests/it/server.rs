@@ -4,8 +4,6 @@
 //! Every test starts its own exporter process on a free 127.0.0.1 port and,
 //! where it needs one, its own in-process target.
 
-use crate::common;
-
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -20,6 +18,7 @@ use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 use tokio_rustls::rustls;
 
+use crate::common;
 use crate::common::exporter::{
     Exporter, HttpResponse, http_request, https_request, our_binary, probe_path,
 };

@@ -9,8 +9,6 @@
 //! with tokio-rustls (certificates from `common::pki`) right after the
 //! STARTTLS exchange, like the real daemons.
 
-use crate::common;
-
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -18,6 +16,7 @@ use std::time::{Duration, Instant};
 use rustls::ServerConfig;
 use tokio::net::TcpStream;
 
+use crate::common;
 use crate::common::exporter::{Exporter, http_request, probe_path};
 use crate::common::exposition::Exposition;
 use crate::common::pki::{Leaf, Pki};

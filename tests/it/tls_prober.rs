@@ -14,8 +14,6 @@
 //! | plain text server                        | `tls_handshake_failed`           |
 //! | OCSP staple good/revoked/unknown/none    | `probe_ssl_ocsp_*`               |
 
-use crate::common;
-
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -23,6 +21,7 @@ use rcgen::ExtendedKeyUsagePurpose;
 use rustls::crypto::ring::cipher_suite;
 use tokio::io::AsyncWriteExt;
 
+use crate::common;
 use crate::common::ocsp;
 use crate::common::pki::{self, INTERMEDIATE_CN, Leaf, Pki, Validity};
 use crate::common::probe::{Outcome, run_in};

@@ -2,8 +2,6 @@
 //! against a small fake that speaks that protocol's first exchange (and
 //! checks what the probe sent), plus one way each protocol says "no".
 
-use crate::common;
-
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -12,6 +10,7 @@ use handshake_exporter::config::model::{Config, ProberSettings};
 use http::StatusCode;
 use regex::Regex;
 
+use crate::common;
 use crate::common::probe::{self, Outcome};
 use crate::common::ws_server::{Options, Session, Subprotocol, WsServer};
 

@@ -2,8 +2,6 @@
 //! in-process hyper h2 server (`enable_connect_protocol`), and the fallback
 //! to HTTP/1.1 when a server's h2 does not enable it.
 
-use crate::common;
-
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,6 +18,7 @@ use tokio_rustls::TlsAcceptor;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::protocol::Role;
 
+use crate::common;
 use crate::common::http_server::Tls;
 use crate::common::pki::Pki;
 use crate::common::probe::run_in;

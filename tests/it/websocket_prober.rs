@@ -2,14 +2,13 @@
 //! to happen by a server that really fails that way, and the success paths
 //! with the metrics SPEC section 5 promises.
 
-use crate::common;
-
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine as _;
 
+use crate::common;
 use crate::common::pki::{Leaf, Pki, Validity};
 use crate::common::probe::{Outcome, run, run_in};
 use crate::common::proxy::Proxy;
