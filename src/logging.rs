@@ -9,7 +9,7 @@ use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
 use tracing_subscriber::registry::LookupSpan;
 
-use crate::probe_log::{LogFormat, logfmt_line, rfc3339};
+use crate::prober::log::{LogFormat, logfmt_line, rfc3339};
 
 /// Collects an event's fields as strings.
 #[derive(Default)]

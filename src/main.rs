@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use clap::Parser as _;
 use handshake_exporter::cli::{Cli, LogFormatArg};
-use handshake_exporter::probe_log::LogFormat;
+use handshake_exporter::prober::log::LogFormat;
 use handshake_exporter::server::state::{ConfigSource, ConfigState, mark_success};
 use handshake_exporter::server::{
     App, Server, ServerOptions, history::History, self_metrics::ExporterMetrics,

@@ -13,13 +13,13 @@ pub async fn connect(addr: SocketAddr, source: Option<IpAddr>) -> Result<TcpStre
         SocketAddr::V4(_) => TcpSocket::new_v4(),
         SocketAddr::V6(_) => TcpSocket::new_v6(),
     }
-    .map_err(NetError::from_io)?;
+    .map_err(NetError::Io)?;
     if let Some(src) = source {
         socket
             .bind(SocketAddr::new(src, 0))
             .map_err(|e| NetError::Io(std::io::Error::new(e.kind(), format!("bind {src}: {e}"))))?;
     }
-    let stream = socket.connect(addr).await.map_err(NetError::from_io)?;
+    let stream = socket.connect(addr).await.map_err(NetError::Io)?;
     let _ = stream.set_nodelay(true);
     Ok(stream)
 }

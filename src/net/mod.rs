@@ -1,59 +1,29 @@
-//! The network layer shared by every prober: address selection, TCP dial,
-//! TLS with chain recording, and certificate inspection.
+//! The connection layer: address selection, TCP dial, HTTP proxies, TLS
+//! with chain recording, certificate and OCSP inspection, and the one
+//! [`connector`] every prober opens its sockets through.
+//!
+//! This layer depends on nothing else in the crate (checked in CI by
+//! `scripts/check-layers`): it reports what happened in its own types
+//! ([`NetError`] with its classification), and the prober layer decides
+//! what that means for a probe.
 
+pub mod address;
 pub mod cert;
+pub mod connector;
 pub mod dial;
+pub mod error;
 pub mod ocsp;
-pub mod resolve;
+pub mod proxy;
+pub mod secret;
 pub mod tls;
 
-use crate::prober::reason::{FailureReason, ProbeFailure};
+pub use connector::{Connection, Connector, Endpoint, Observer, Phase, ProxyHop, TlsRequest};
+pub use error::NetError;
+pub use secret::Secret;
 
-/// A network-level failure, typed so the failure reason is derived in one
-/// place.
-#[derive(Debug, thiserror::Error)]
-pub enum NetError {
-    #[error("DNS resolution failed: {0}")]
-    Dns(String),
-    #[error("{0}")]
-    Io(std::io::Error),
-}
+use tokio::io::{AsyncRead, AsyncWrite};
 
-impl NetError {
-    pub fn from_io(e: std::io::Error) -> Self {
-        NetError::Io(e)
-    }
-
-    pub fn reason(&self) -> FailureReason {
-        match self {
-            NetError::Dns(_) => FailureReason::DnsError,
-            NetError::Io(e) => io_reason(e),
-        }
-    }
-}
-
-impl From<NetError> for ProbeFailure {
-    fn from(e: NetError) -> Self {
-        ProbeFailure::new(e.reason(), e.to_string())
-    }
-}
-
-/// The failure reason for a socket error.
-pub fn io_reason(e: &std::io::Error) -> FailureReason {
-    use std::io::ErrorKind as K;
-    // rustls reports alerts and protocol errors through io::Error; they
-    // can arrive after the handshake (TLS 1.3 client certificate checks).
-    if e.get_ref()
-        .is_some_and(|inner| inner.downcast_ref::<rustls::Error>().is_some())
-    {
-        return FailureReason::TlsHandshakeFailed;
-    }
-    match e.kind() {
-        K::ConnectionRefused => FailureReason::ConnectRefused,
-        K::ConnectionReset | K::ConnectionAborted | K::BrokenPipe | K::UnexpectedEof => {
-            FailureReason::ConnectionReset
-        }
-        K::TimedOut => FailureReason::Timeout,
-        _ => FailureReason::NetworkError,
-    }
-}
+/// Any stream a probe talks over: plain TCP, TLS, a proxy tunnel, a
+/// connection upgraded by STARTTLS.
+pub trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Stream for T {}

@@ -8,15 +8,43 @@
 //! when verification fails (an expired certificate still yields its expiry).
 
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime, pem::PemObject};
 use rustls::{CertificateError, DigitallySignedStruct, SignatureScheme};
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
+use tokio_rustls::client::TlsStream;
 
-use crate::config::model::{TlsSettings, TlsVersion};
-use crate::prober::reason::{FailureReason, ProbeFailure};
+use super::error::{CertProblem, IoClass, NetError, TlsProblem, classify_io};
+use super::{Secret, address};
+
+/// The `tls_config` block after validation; a [`TlsClient`] is built from it.
+#[derive(Debug, Clone, Default)]
+pub struct TlsSettings {
+    pub insecure_skip_verify: bool,
+    /// PEM bundle from `ca_file`/`ca`; None = system roots.
+    pub ca_pem: Option<Vec<u8>>,
+    /// Client certificate chain and key (mTLS).
+    pub client_cert: Option<ClientCert>,
+    pub server_name: Option<String>,
+    pub min_version: Option<TlsVersion>,
+    pub max_version: Option<TlsVersion>,
+}
+
+/// A client certificate chain and its private key, both PEM.
+#[derive(Debug, Clone)]
+pub struct ClientCert {
+    pub cert_pem: Vec<u8>,
+    pub key_pem: Secret,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum TlsVersion {
+    Tls12,
+    Tls13,
+}
 
 /// Which ALPN list a connection offers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -381,15 +409,15 @@ impl TlsClient {
             v
         };
 
-        let client_auth = match &settings.client_cert_pem {
-            Some((cert_pem, key_pem)) => {
+        let client_auth = match &settings.client_cert {
+            Some(ClientCert { cert_pem, key_pem }) => {
                 let certs = CertificateDer::pem_slice_iter(cert_pem)
                     .collect::<Result<Vec<_>, _>>()
                     .map_err(|e| TlsBuildError::BadClientCert(e.to_string()))?;
                 if certs.is_empty() {
                     return Err(TlsBuildError::BadClientCert("no certificate in PEM".into()));
                 }
-                let key = PrivateKeyDer::from_pem_slice(key_pem)
+                let key = PrivateKeyDer::from_pem_slice(key_pem.expose().as_bytes())
                     .map_err(|e| TlsBuildError::BadClientKey(e.to_string()))?;
                 let certified = rustls::sign::CertifiedKey::from_der(certs, key, &provider)
                     .map_err(|e| TlsBuildError::BadClientKey(e.to_string()))?;
@@ -425,7 +453,7 @@ impl TlsClient {
     pub fn server_name_for(&self, requested: Option<&str>, target_host: &str) -> String {
         match (&self.settings.server_name, requested) {
             (Some(configured), _) => configured.clone(),
-            (None, Some(name)) => super::resolve::host_without_port(name),
+            (None, Some(name)) => address::host_without_port(name),
             (None, None) => target_host.to_string(),
         }
     }
@@ -438,69 +466,174 @@ impl TlsClient {
         }
     }
 
-    /// Run a handshake over `io`, recording the chain whatever the outcome.
+    /// Run a handshake over `io`. On failure the error still carries what
+    /// the verifier saw (an expired certificate's expiry, say).
     pub async fn handshake<IO>(
         &self,
         io: IO,
-        server_name: ServerName<'static>,
+        server_name: &str,
         alpn: Alpn,
-    ) -> (
-        Result<tokio_rustls::client::TlsStream<IO>, std::io::Error>,
-        ChainRecord,
-    )
+    ) -> Result<(TlsStream<IO>, TlsInfo), NetError>
     where
         IO: AsyncRead + AsyncWrite + Unpin,
     {
+        let name = server_name_of(server_name)?;
         let connector = tokio_rustls::TlsConnector::from(self.config(alpn));
         let recorder = ChainRecorder::default();
         let result = RECORDER
-            .scope(recorder.clone(), connector.connect(server_name, io))
+            .scope(recorder.clone(), connector.connect(name, io))
             .await;
-        (result, recorder.snapshot())
+        let chain = recorder.snapshot();
+        match result {
+            Ok(stream) => {
+                let conn = stream.get_ref().1;
+                let info = TlsInfo {
+                    session: Session::of(conn),
+                    alpn: conn.alpn_protocol().map(<[u8]>::to_vec),
+                    chain,
+                };
+                Ok((stream, info))
+            }
+            Err(e) => Err(handshake_error(&e, chain)),
+        }
     }
 }
 
-/// The failure reason of a failed handshake: certificate problems are
-/// taken from what the verifier recorded, everything else is a handshake
-/// failure (or a reset/timeout of the socket underneath).
-pub fn handshake_failure(err: &std::io::Error, record: &ChainRecord) -> ProbeFailure {
-    if let Some(cert_err) = &record.verify_error {
-        let reason = match cert_err {
-            CertificateError::Expired | CertificateError::ExpiredContext { .. } => {
-                FailureReason::TlsCertExpired
-            }
-            CertificateError::NotValidYet | CertificateError::NotValidYetContext { .. } => {
-                FailureReason::TlsCertNotYetValid
-            }
-            CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. } => {
-                FailureReason::TlsHostnameMismatch
-            }
-            _ => FailureReason::TlsCertUntrusted,
-        };
-        return ProbeFailure::new(
-            reason,
-            format!("TLS certificate verification failed: {cert_err:?}"),
-        );
+/// The negotiated parameters of a completed handshake.
+#[derive(Debug, Clone, Copy)]
+pub struct Session {
+    pub version: rustls::ProtocolVersion,
+    pub cipher: rustls::CipherSuite,
+}
+
+impl Session {
+    fn of(conn: &rustls::ClientConnection) -> Option<Self> {
+        Some(Self {
+            version: conn.protocol_version()?,
+            cipher: conn.negotiated_cipher_suite()?.suite(),
+        })
     }
-    let is_rustls = err
-        .get_ref()
-        .is_some_and(|inner| inner.downcast_ref::<rustls::Error>().is_some());
-    let reason = if is_rustls || err.kind() == std::io::ErrorKind::UnexpectedEof {
-        FailureReason::TlsHandshakeFailed
-    } else {
-        super::io_reason(err)
+}
+
+/// What one handshake showed: the verifier's record and, when it
+/// completed, the negotiated session and protocol.
+#[derive(Debug, Clone, Default)]
+pub struct TlsInfo {
+    pub chain: ChainRecord,
+    pub session: Option<Session>,
+    /// The ALPN protocol the server selected.
+    pub alpn: Option<Vec<u8>>,
+}
+
+impl TlsInfo {
+    pub fn is_h2(&self) -> bool {
+        self.alpn.as_deref() == Some(b"h2")
+    }
+}
+
+/// A failed handshake: certificate problems come from what the verifier
+/// recorded; everything else is a handshake failure, or a failure of the
+/// socket underneath.
+fn handshake_error(err: &std::io::Error, chain: ChainRecord) -> NetError {
+    let (problem, message) = match &chain.verify_error {
+        Some(cert_err) => {
+            let problem = match cert_err {
+                CertificateError::Expired | CertificateError::ExpiredContext { .. } => {
+                    CertProblem::Expired
+                }
+                CertificateError::NotValidYet | CertificateError::NotValidYetContext { .. } => {
+                    CertProblem::NotYetValid
+                }
+                CertificateError::NotValidForName
+                | CertificateError::NotValidForNameContext { .. } => CertProblem::HostnameMismatch,
+                _ => CertProblem::Untrusted,
+            };
+            (
+                TlsProblem::Certificate(problem),
+                format!("TLS certificate verification failed: {cert_err:?}"),
+            )
+        }
+        None => {
+            // A peer that closes mid-handshake does not speak TLS (or refused
+            // us): a handshake failure, not a reset.
+            let problem = match classify_io(err) {
+                IoClass::Tls => TlsProblem::Handshake,
+                _ if err.kind() == std::io::ErrorKind::UnexpectedEof => TlsProblem::Handshake,
+                other => TlsProblem::Transport(other),
+            };
+            (problem, format!("TLS handshake failed: {err}"))
+        }
     };
-    ProbeFailure::new(reason, format!("TLS handshake failed: {err}"))
+    NetError::Tls {
+        problem,
+        message,
+        info: Box::new(TlsInfo {
+            chain,
+            session: None,
+            alpn: None,
+        }),
+    }
+}
+
+/// For connections nobody will read from: when a TLS 1.3 server asked for a
+/// client certificate, its verdict (an alert if it rejects ours, or the lack
+/// of one) comes after our side of the handshake completed, so wait for it
+/// briefly — about one round trip, judged from the handshake's own duration —
+/// before calling the session good.
+pub async fn await_client_auth_verdict<IO>(
+    stream: &mut TlsStream<IO>,
+    info: &TlsInfo,
+    handshake_took: Duration,
+) -> Result<(), NetError>
+where
+    IO: AsyncRead + AsyncWrite + Unpin,
+{
+    let tls13 = stream.get_ref().1.protocol_version() == Some(rustls::ProtocolVersion::TLSv1_3);
+    if !(tls13 && info.chain.client_cert_requested) {
+        return Ok(());
+    }
+    let grace = (handshake_took * 2 + Duration::from_millis(20)).min(Duration::from_millis(500));
+    let mut byte = [0u8; 1];
+    if let Ok(Err(e)) = tokio::time::timeout(grace, stream.read(&mut byte)).await {
+        let problem = match classify_io(&e) {
+            IoClass::Tls => TlsProblem::Handshake,
+            other => TlsProblem::Transport(other),
+        };
+        return Err(NetError::Tls {
+            problem,
+            message: format!("server rejected the TLS session after the handshake: {e}"),
+            info: Box::new(info.clone()),
+        });
+    }
+    Ok(())
+}
+
+/// Run a handshake and, with `confirm`, wait for a TLS 1.3 server's verdict
+/// on our client certificate (see [`await_client_auth_verdict`]).
+pub async fn handshake_with<IO>(
+    client: &TlsClient,
+    io: IO,
+    server_name: &str,
+    alpn: Alpn,
+    confirm: bool,
+) -> Result<(TlsStream<IO>, TlsInfo), NetError>
+where
+    IO: AsyncRead + AsyncWrite + Unpin,
+{
+    let started = Instant::now();
+    let (mut stream, info) = client.handshake(io, server_name, alpn).await?;
+    if confirm {
+        await_client_auth_verdict(&mut stream, &info, started.elapsed()).await?;
+    }
+    Ok((stream, info))
 }
 
 /// The name to verify and send as SNI: an IP literal gets no SNI and is
 /// checked against IP SANs.
-pub fn server_name(name: &str) -> Result<ServerName<'static>, ProbeFailure> {
-    let name = super::resolve::unbracket(name);
-    ServerName::try_from(name.to_string()).map_err(|e| {
-        ProbeFailure::new(
-            FailureReason::InvalidTarget,
-            format!("invalid TLS server name {name:?}: {e}"),
-        )
+fn server_name_of(name: &str) -> Result<ServerName<'static>, NetError> {
+    let name = address::unbracket(name);
+    ServerName::try_from(name.to_string()).map_err(|e| NetError::ServerName {
+        name: name.to_string(),
+        reason: e.to_string(),
     })
 }

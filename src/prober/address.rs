@@ -6,8 +6,7 @@ use std::time::Instant;
 use super::ProbeContext;
 use super::metrics::GaugeSpec;
 use super::reason::ProbeFailure;
-use crate::config::model::{AddressPolicy, IpProtocol};
-use crate::net::resolve;
+use crate::net::address::{self as resolve, AddressPolicy};
 
 pub static DNS_LOOKUP_TIME: GaugeSpec = GaugeSpec::when_set(
     "probe_dns_lookup_time_seconds",
@@ -36,10 +35,7 @@ pub async fn resolve_target(
     cx.metrics.set(&DNS_LOOKUP_TIME, 0.0);
     cx.metrics.set(&IP_PROTOCOL, 0.0);
     cx.metrics.set(&IP_ADDR_HASH, 0.0);
-    let protocol = match policy.preferred {
-        IpProtocol::V4 => "ip4",
-        IpProtocol::V6 => "ip6",
-    };
+    let protocol = policy.preferred.as_str();
     cx.log.info(
         "Resolving target address",
         &[("target", &host), ("ip_protocol", &protocol)],

@@ -6,12 +6,24 @@
 //! metric set of the prober, the probe log, the single deadline (enforced
 //! here and nowhere else), and the handler metrics (`probe_success`,
 //! `probe_duration_seconds`, `probe_timeout_seconds`, `probe_failure_info`).
+//!
+//! Each prober is a folder (`http/`, `tcp/`, `tls/`, `websocket/`) with its
+//! config block and validation (`config.rs`) beside its probe, registered
+//! with one line in [`registry`]. What several probers share: [`connect`]
+//! (their side of the one connector in `net`), [`client`] (the HTTP client
+//! config at request time), [`address`] and [`tls_metrics`] (metric
+//! families), [`reason`] (the failure reasons and the table that maps
+//! network errors to them).
 
 pub mod address;
+pub mod client;
+pub mod connect;
 pub mod http;
+pub mod log;
 pub mod metrics;
 pub mod phase;
 pub mod reason;
+pub mod registry;
 pub mod tcp;
 pub mod tls;
 pub mod tls_metrics;
@@ -22,10 +34,12 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::config::model::{Module, ProberSettings};
-use crate::probe_log::{LogFormat, ProbeLog};
+use log::{LogFormat, ProbeLog};
 use metrics::{GaugeSpec, ProbeMetrics};
 use reason::{FailureReason, ProbeFailure};
+pub use registry::{
+    Config, Module, ModuleFile, ProberSettings, default_config, load_file, load_str,
+};
 
 pub static PROBE_SUCCESS: GaugeSpec = GaugeSpec::always(
     "probe_success",
@@ -105,21 +119,10 @@ pub struct ProbeReport {
     pub log: ProbeLog,
 }
 
-/// The metric families a prober declares.
-fn declared_metrics(settings: &ProberSettings) -> &'static [&'static [&'static GaugeSpec]] {
-    match settings {
-        ProberSettings::Http(_) => http::METRICS,
-        ProberSettings::Tcp(_) => tcp::METRICS,
-        ProberSettings::Tls(_) => tls::METRICS,
-        ProberSettings::WebSocket(_) => websocket::METRICS,
-        ProberSettings::Unimplemented(_) => &[],
-    }
-}
-
 /// Run one probe under its deadline.
 pub async fn run_probe(req: ProbeRequest<'_>) -> ProbeReport {
     let mut declared: Vec<&'static [&'static GaugeSpec]> = vec![HANDLER_METRICS];
-    declared.extend_from_slice(declared_metrics(&req.module.prober));
+    declared.extend_from_slice(req.module.prober.declared_metrics());
     let metrics = ProbeMetrics::new(&declared);
     let log = ProbeLog::new(&req.module.name, req.target, req.log_format);
     let timeout_s = req.timeout.as_secs_f64();
@@ -138,14 +141,18 @@ pub async fn run_probe(req: ProbeRequest<'_>) -> ProbeReport {
         hostname: req.hostname,
         on_deadline: Mutex::new(FailureReason::Timeout),
     };
-    let result =
-        match tokio::time::timeout_at(cx.deadline, dispatch(&cx, req.target, req.module)).await {
-            Ok(result) => result,
-            Err(_) => Err(ProbeFailure::new(
-                cx.deadline_reason(),
-                format!("probe deadline of {timeout_s}s exceeded"),
-            )),
-        };
+    let result = match tokio::time::timeout_at(
+        cx.deadline,
+        req.module.prober.probe(&cx, req.target),
+    )
+    .await
+    {
+        Ok(result) => result,
+        Err(_) => Err(ProbeFailure::new(
+            cx.deadline_reason(),
+            format!("probe deadline of {timeout_s}s exceeded"),
+        )),
+    };
     let duration = start.elapsed();
     metrics.set(&PROBE_DURATION, duration.as_secs_f64());
     metrics.set(&PROBE_TIMEOUT, timeout_s);
@@ -177,23 +184,5 @@ pub async fn run_probe(req: ProbeRequest<'_>) -> ProbeReport {
         duration,
         metrics,
         log,
-    }
-}
-
-async fn dispatch(
-    cx: &ProbeContext<'_>,
-    target: &str,
-    module: &Module,
-) -> Result<(), ProbeFailure> {
-    match &module.prober {
-        ProberSettings::Http(s) => http::probe(cx, target, s).await,
-        ProberSettings::Tcp(s) => tcp::probe(cx, target, s).await,
-        ProberSettings::Tls(s) => tls::probe(cx, target, s).await,
-        ProberSettings::WebSocket(s) => websocket::probe(cx, target, s).await,
-        // The /probe handler refuses these before probing.
-        ProberSettings::Unimplemented(name) => Err(ProbeFailure::new(
-            FailureReason::InvalidTarget,
-            format!("prober {name:?} is not supported by handshake_exporter"),
-        )),
     }
 }

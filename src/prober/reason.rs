@@ -1,9 +1,24 @@
 //! The closed set of failure reasons exported as `probe_failure_info{reason}`.
 //!
 //! Every failed probe carries exactly one of these. The set is part of the
-//! public contract (SPEC section 5): dashboards and alerts match on the words.
+//! public contract (README "Failure reasons"): dashboards and alerts match on
+//! the words.
+//!
+//! This file is also the one table that turns what went wrong on the
+//! network — a [`NetError`] from the connector, a socket error, a hyper or
+//! tungstenite error — into a reason. Probers decide the reasons of their
+//! own checks (a status code, a regex); no prober decides the word for a
+//! network failure.
 
 use std::fmt;
+use std::io;
+
+use tokio_tungstenite::tungstenite;
+
+use crate::net::NetError;
+use crate::net::error::{
+    Cause, CertProblem, IoClass, ProxyError, TlsProblem, classify_io, find_cause,
+};
 
 /// Why a probe failed, as one stable snake_case word.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -134,6 +149,107 @@ impl fmt::Display for ProbeFailure {
 
 impl std::error::Error for ProbeFailure {}
 
+impl From<NetError> for ProbeFailure {
+    fn from(e: NetError) -> Self {
+        ProbeFailure::new(net_reason(&e), e.to_string())
+    }
+}
+
+impl ProbeFailure {
+    /// A socket error while talking to the target.
+    pub fn io(e: &io::Error, context: &str) -> Self {
+        ProbeFailure::new(io_reason(e), format!("{context}: {e}"))
+    }
+
+    /// A hyper client error. The TLS or socket error underneath, when
+    /// there is one, decides (TLS 1.3 alerts can arrive after the
+    /// handshake completed on our side).
+    pub fn hyper(e: &hyper::Error, context: &str) -> Self {
+        let message = match find_cause(std::error::Error::source(e)) {
+            Some(Cause::Tls(tls)) => format!("{context}: TLS: {tls}"),
+            Some(Cause::Io(io)) => format!("{context}: {e}: {io}"),
+            None => format!("{context}: {e}"),
+        };
+        ProbeFailure::new(hyper_reason(e), message)
+    }
+}
+
+// --- the table --------------------------------------------------------------
+
+/// The reason for a connector failure.
+pub fn net_reason(e: &NetError) -> FailureReason {
+    use FailureReason as R;
+    match e {
+        NetError::Resolve(_) => R::DnsError,
+        NetError::Io(io) => io_reason(io),
+        NetError::Tls { problem, .. } => match problem {
+            TlsProblem::Certificate(CertProblem::Expired) => R::TlsCertExpired,
+            TlsProblem::Certificate(CertProblem::NotYetValid) => R::TlsCertNotYetValid,
+            TlsProblem::Certificate(CertProblem::HostnameMismatch) => R::TlsHostnameMismatch,
+            TlsProblem::Certificate(CertProblem::Untrusted) => R::TlsCertUntrusted,
+            TlsProblem::Handshake => R::TlsHandshakeFailed,
+            TlsProblem::Transport(class) => class_reason(*class),
+        },
+        NetError::Proxy(p) => match p {
+            ProxyError::Io(io) => io_reason(io),
+            ProxyError::Closed => R::ConnectionReset,
+            ProxyError::HeadTooLong | ProxyError::Refused { .. } => R::NetworkError,
+        },
+        NetError::ServerName { .. } => R::InvalidTarget,
+    }
+}
+
+/// The reason for a socket error.
+pub fn io_reason(e: &io::Error) -> FailureReason {
+    class_reason(classify_io(e))
+}
+
+fn class_reason(class: IoClass) -> FailureReason {
+    match class {
+        IoClass::Refused => FailureReason::ConnectRefused,
+        IoClass::Reset => FailureReason::ConnectionReset,
+        IoClass::TimedOut => FailureReason::Timeout,
+        IoClass::Tls => FailureReason::TlsHandshakeFailed,
+        IoClass::Other => FailureReason::NetworkError,
+    }
+}
+
+/// The reason for a hyper client error.
+pub fn hyper_reason(e: &hyper::Error) -> FailureReason {
+    if let Some(cause) = find_cause(std::error::Error::source(e)) {
+        return class_reason(cause.class());
+    }
+    if e.is_incomplete_message() || e.is_canceled() || e.is_closed() {
+        FailureReason::ConnectionReset
+    } else if e.is_timeout() {
+        FailureReason::Timeout
+    } else {
+        FailureReason::NetworkError
+    }
+}
+
+/// What a WebSocket dialog was doing when its connection failed or ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WsActivity {
+    /// Waiting for a message an `expect` step matches.
+    Expecting,
+    /// Sending, waiting for a pong, or anything else after the upgrade.
+    Talking,
+}
+
+/// The reason for a WebSocket that failed (`error`) or ended (None: the
+/// stream ended or the server closed) in the middle of the dialog: the
+/// expect that was waiting failed, or else the server closed early.
+pub fn websocket_reason(
+    _error: Option<&tungstenite::Error>,
+    activity: WsActivity,
+) -> FailureReason {
+    match activity {
+        WsActivity::Expecting => FailureReason::ExpectFailed,
+        WsActivity::Talking => FailureReason::ClosedEarly,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -146,5 +262,86 @@ mod tests {
             assert!(seen.insert(s), "duplicate reason {s}");
             assert!(s.chars().all(|c| c.is_ascii_lowercase() || c == '_'), "{s}");
         }
+    }
+
+    #[test]
+    fn network_failures_map_to_reasons() {
+        let io = |k| io::Error::new(k, "x");
+        assert_eq!(
+            io_reason(&io(io::ErrorKind::ConnectionRefused)),
+            FailureReason::ConnectRefused
+        );
+        assert_eq!(
+            io_reason(&io(io::ErrorKind::BrokenPipe)),
+            FailureReason::ConnectionReset
+        );
+        assert_eq!(
+            io_reason(&io(io::ErrorKind::TimedOut)),
+            FailureReason::Timeout
+        );
+        assert_eq!(
+            io_reason(&io(io::ErrorKind::AddrInUse)),
+            FailureReason::NetworkError
+        );
+        assert_eq!(
+            net_reason(&NetError::Resolve("x".into())),
+            FailureReason::DnsError
+        );
+        assert_eq!(
+            net_reason(&NetError::Proxy(ProxyError::Closed)),
+            FailureReason::ConnectionReset
+        );
+        assert_eq!(
+            net_reason(&NetError::Proxy(ProxyError::Refused {
+                authority: "a:1".into(),
+                status_line: "HTTP/1.1 403 Forbidden".into()
+            })),
+            FailureReason::NetworkError
+        );
+        assert_eq!(
+            net_reason(&NetError::ServerName {
+                name: "a b".into(),
+                reason: "x".into()
+            }),
+            FailureReason::InvalidTarget
+        );
+        let tls = |problem| NetError::Tls {
+            problem,
+            message: String::new(),
+            info: Box::default(),
+        };
+        for (problem, want) in [
+            (
+                TlsProblem::Certificate(CertProblem::Expired),
+                FailureReason::TlsCertExpired,
+            ),
+            (
+                TlsProblem::Certificate(CertProblem::NotYetValid),
+                FailureReason::TlsCertNotYetValid,
+            ),
+            (
+                TlsProblem::Certificate(CertProblem::HostnameMismatch),
+                FailureReason::TlsHostnameMismatch,
+            ),
+            (
+                TlsProblem::Certificate(CertProblem::Untrusted),
+                FailureReason::TlsCertUntrusted,
+            ),
+            (TlsProblem::Handshake, FailureReason::TlsHandshakeFailed),
+            (
+                TlsProblem::Transport(IoClass::Reset),
+                FailureReason::ConnectionReset,
+            ),
+        ] {
+            assert_eq!(net_reason(&tls(problem)), want, "{problem:?}");
+        }
+        assert_eq!(
+            websocket_reason(None, WsActivity::Expecting),
+            FailureReason::ExpectFailed
+        );
+        assert_eq!(
+            websocket_reason(None, WsActivity::Talking),
+            FailureReason::ClosedEarly
+        );
     }
 }

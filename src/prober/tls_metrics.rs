@@ -5,11 +5,15 @@
 //! (blackbox emits nothing then, #1119). The last-chain expiry appears only
 //! when a chain verified — never Go's negative zero time (#653).
 
+//!
+//! Emission only: handshakes are driven by the connector (`net`), which
+//! hands over a [`TlsInfo`].
+
 use super::ProbeContext;
 use super::metrics::GaugeSpec;
 use crate::net::cert::{self, CertInfo};
 use crate::net::ocsp;
-use crate::net::tls::ChainRecord;
+use crate::net::tls::TlsInfo;
 
 pub static EARLIEST_CERT_EXPIRY: GaugeSpec = GaugeSpec::when_set(
     "probe_ssl_earliest_cert_expiry",
@@ -81,22 +85,6 @@ pub static METRICS: &[&GaugeSpec] = &[
     &TLS_CIPHER_INFO,
 ];
 
-/// The negotiated parameters of a completed handshake.
-#[derive(Debug, Clone, Copy)]
-pub struct Session {
-    pub version: rustls::ProtocolVersion,
-    pub cipher: rustls::CipherSuite,
-}
-
-impl Session {
-    pub fn of(conn: &rustls::ClientConnection) -> Option<Self> {
-        Some(Self {
-            version: conn.protocol_version()?,
-            cipher: conn.negotiated_cipher_suite()?.suite(),
-        })
-    }
-}
-
 fn parse_all(certs: &[rustls::pki_types::CertificateDer<'_>]) -> Vec<CertInfo> {
     certs
         .iter()
@@ -106,7 +94,8 @@ fn parse_all(certs: &[rustls::pki_types::CertificateDer<'_>]) -> Vec<CertInfo> {
 
 /// Record the TLS family from what the verifier saw and, when the
 /// handshake completed, the negotiated session.
-pub fn record(cx: &ProbeContext<'_>, chain: &ChainRecord, session: Option<Session>) {
+pub fn record(cx: &ProbeContext<'_>, info: &TlsInfo) {
+    let chain = &info.chain;
     let presented = parse_all(&chain.presented);
     if let Some(expiry) = cert::earliest_expiry(&presented) {
         cx.metrics.set(&EARLIEST_CERT_EXPIRY, expiry as f64);
@@ -146,7 +135,7 @@ pub fn record(cx: &ProbeContext<'_>, chain: &ChainRecord, session: Option<Sessio
             cx.metrics.set(&LAST_CHAIN_EXPIRY, expiry as f64);
         }
     }
-    if let Some(s) = session {
+    if let Some(s) = info.session {
         cx.metrics.set_labelled(
             &TLS_VERSION_INFO,
             &[cert::tls_version_label(s.version)],
@@ -184,116 +173,4 @@ fn hex_bytes(hex: &str) -> Vec<u8> {
         .filter_map(|pair| std::str::from_utf8(pair).ok())
         .filter_map(|pair| u8::from_str_radix(pair, 16).ok())
         .collect()
-}
-
-/// What one handshake showed: the verifier's record and, when it
-/// completed, the negotiated session.
-#[derive(Debug, Clone, Default)]
-pub struct TlsOutcome {
-    pub chain: ChainRecord,
-    pub session: Option<Session>,
-}
-
-impl TlsOutcome {
-    pub fn record(&self, cx: &ProbeContext<'_>) {
-        record(cx, &self.chain, self.session);
-    }
-}
-
-/// Run a TLS handshake over `io` without recording metrics yet (the HTTP
-/// prober reports the TLS family of the final response only).
-pub async fn connect<IO>(
-    client: &crate::net::tls::TlsClient,
-    io: IO,
-    server_name: &str,
-    alpn: crate::net::tls::Alpn,
-) -> (
-    Result<tokio_rustls::client::TlsStream<IO>, super::reason::ProbeFailure>,
-    TlsOutcome,
-)
-where
-    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
-{
-    let name = match crate::net::tls::server_name(server_name) {
-        Ok(n) => n,
-        Err(e) => return (Err(e), TlsOutcome::default()),
-    };
-    let (result, chain) = client.handshake(io, name, alpn).await;
-    match result {
-        Ok(stream) => {
-            let session = Session::of(stream.get_ref().1);
-            (Ok(stream), TlsOutcome { chain, session })
-        }
-        Err(e) => {
-            let failure = crate::net::tls::handshake_failure(&e, &chain);
-            (
-                Err(failure),
-                TlsOutcome {
-                    chain,
-                    session: None,
-                },
-            )
-        }
-    }
-}
-
-/// Run a TLS handshake over `io` and record the TLS family whatever the
-/// outcome (the verifier's record survives a failed verification).
-pub async fn handshake<IO>(
-    cx: &ProbeContext<'_>,
-    client: &crate::net::tls::TlsClient,
-    io: IO,
-    server_name: &str,
-    alpn: crate::net::tls::Alpn,
-) -> Result<tokio_rustls::client::TlsStream<IO>, super::reason::ProbeFailure>
-where
-    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
-{
-    let (result, outcome) = connect(client, io, server_name, alpn).await;
-    outcome.record(cx);
-    if let Some(s) = outcome.session {
-        cx.log.debug(
-            "TLS handshake done",
-            &[
-                ("version", &cert::tls_version_label(s.version)),
-                ("cipher", &cert::cipher_suite_name(s.cipher)),
-            ],
-        );
-    }
-    result
-}
-
-/// [`handshake`] for probes that will not read from the connection: when
-/// a TLS 1.3 server asked for a client certificate, its verdict (an alert
-/// if it rejects ours, or the lack of one) comes after our side of the
-/// handshake completed, so wait for it briefly — about one round trip,
-/// judged from the handshake's own duration — before calling it good.
-pub async fn handshake_confirmed<IO>(
-    cx: &ProbeContext<'_>,
-    client: &crate::net::tls::TlsClient,
-    io: IO,
-    server_name: &str,
-    alpn: crate::net::tls::Alpn,
-) -> Result<tokio_rustls::client::TlsStream<IO>, super::reason::ProbeFailure>
-where
-    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
-{
-    use tokio::io::AsyncReadExt as _;
-    let started = std::time::Instant::now();
-    let (result, outcome) = connect(client, io, server_name, alpn).await;
-    outcome.record(cx);
-    let mut stream = result?;
-    let tls13 = stream.get_ref().1.protocol_version() == Some(rustls::ProtocolVersion::TLSv1_3);
-    if tls13 && outcome.chain.client_cert_requested {
-        let grace = (started.elapsed() * 2 + std::time::Duration::from_millis(20))
-            .min(std::time::Duration::from_millis(500));
-        let mut byte = [0u8; 1];
-        if let Ok(Err(e)) = tokio::time::timeout(grace, stream.read(&mut byte)).await {
-            return Err(super::reason::ProbeFailure::new(
-                crate::net::io_reason(&e),
-                format!("server rejected the TLS session after the handshake: {e}"),
-            ));
-        }
-    }
-    Ok(stream)
 }

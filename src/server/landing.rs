@@ -371,7 +371,7 @@ fn render_probe_table(h: &mut String, entries: &[Arc<HistoryEntry>], now: System
                 "<span class=\"badge fail\"><strong>Failure</strong></span>",
             )
         };
-        let stamp = crate::probe_log::rfc3339(e.finished_at);
+        let stamp = crate::prober::log::rfc3339(e.finished_at);
         // "2025-11-26T12:33:30.123Z" shown as "2025-11-26 12:33:30".
         let shown = match (stamp.get(..10), stamp.get(11..19)) {
             (Some(date), Some(time)) => format!("{date} {time}"),

@@ -22,7 +22,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
 
-use crate::probe_log::LogFormat;
+use crate::prober::log::LogFormat;
 use history::History;
 use self_metrics::ExporterMetrics;
 use state::ConfigState;

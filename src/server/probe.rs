@@ -4,8 +4,8 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use crate::config::model::{Module, ProberSettings};
 use crate::prober::{self, ProbeReport, ProbeRequest};
+use crate::prober::{Module, ProberSettings};
 
 use super::history::HistoryEntry;
 use super::{App, Reply};

@@ -1,4 +1,4 @@
-//! The exporter's own metrics on `/metrics` (SPEC section 7).
+//! The exporter's own metrics on `/metrics` (README "Exporter metrics").
 
 use prometheus::{
     Encoder, Gauge, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec,

@@ -9,7 +9,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use arc_swap::ArcSwap;
 
 use super::self_metrics::ExporterMetrics;
-use crate::config::{self, model::Config};
+use crate::config::ConfigError;
+use crate::prober::{self, Config};
 
 /// Where the configuration comes from.
 #[derive(Debug, Clone)]
@@ -28,7 +29,7 @@ pub struct ConfigState {
 
 impl ConfigState {
     /// Load once at startup (blocking is fine here: the server is not up).
-    pub fn load(source: ConfigSource) -> Result<Self, config::ConfigError> {
+    pub fn load(source: ConfigSource) -> Result<Self, ConfigError> {
         let cfg = read(&source)?;
         Ok(Self {
             current: ArcSwap::from_pointee(cfg),
@@ -79,9 +80,9 @@ pub fn mark_success(metrics: &ExporterMetrics) {
     metrics.config_last_reload_success_timestamp.set(now);
 }
 
-fn read(source: &ConfigSource) -> Result<Config, config::ConfigError> {
+fn read(source: &ConfigSource) -> Result<Config, ConfigError> {
     match source {
-        ConfigSource::File(path) => config::load_file(path),
-        ConfigSource::Embedded => Ok(config::default_config()),
+        ConfigSource::File(path) => prober::load_file(path),
+        ConfigSource::Embedded => Ok(prober::default_config()),
     }
 }

@@ -45,14 +45,14 @@ const EQUAL_VALUES: &[&str] = &[
 /// values), no more, no fewer.
 const EQUAL_LABEL_SETS: &[&str] = &["probe_ssl_last_chain_info", "probe_tls_version_info"];
 
-/// Labels that newer blackbox releases added to a metric and SPEC section 5
-/// requires, so ours has them while 0.23 does not: `serialnumber` [0.26].
+/// Labels that newer blackbox releases added to a metric and the README
+/// ("Metrics") lists, so ours has them while 0.23 does not: `serialnumber` [0.26].
 /// A series of ours matches blackbox's when it equals it without these.
 const LATER_LABELS: &[(&str, &str)] = &[("probe_ssl_last_chain_info", "serialnumber")];
 
 /// Go's zero time, which blackbox 0.23 exports as
 /// `probe_ssl_last_chain_expiry_timestamp_seconds` when no chain was
-/// verified. SPEC section 5: ours omits the series instead.
+/// verified. README "Differences from blackbox_exporter": ours omits the series.
 const GO_ZERO_TIME: f64 = -62135596800.0;
 
 const BODY: &str = "status: degraded\nversion: 1.2.3\n";
@@ -439,7 +439,7 @@ fn compare(theirs: &Exposition, ours: &Exposition) -> Vec<String> {
             if name == "probe_ssl_last_chain_expiry_timestamp_seconds"
                 && same_value(sample.value, GO_ZERO_TIME)
             {
-                // Deliberate deviation (SPEC 5): no zero-time value.
+                // Deliberate deviation (README "Differences"): no zero-time value.
                 continue;
             }
             let hint = if ours.has(name) {

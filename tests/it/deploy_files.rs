@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use handshake_exporter::config::{load_file, load_str};
+use handshake_exporter::prober::{load_file, load_str};
 use serde_json::Value;
 
 use crate::common::json::array;

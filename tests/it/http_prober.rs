@@ -39,8 +39,8 @@ use crate::common::pki::{Leaf, Pki, Validity, localhost_ip};
 use crate::common::probe::{Outcome, load_config, run_in, run_loaded};
 use crate::common::proxy::{Proxy, read_head};
 use crate::common::tls_server::ServerTls;
-use handshake_exporter::config::load_str;
-use handshake_exporter::config::model::Config;
+use handshake_exporter::prober::Config;
+use handshake_exporter::prober::load_str;
 
 /// FNV-1a 32 of 127.0.0.1, as blackbox exports it.
 const LOCALHOST_HASH: f64 = 3_668_918_509.0;

@@ -5,8 +5,8 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use handshake_exporter::config::load_file;
-use handshake_exporter::config::model::{Config, ProberSettings};
+use handshake_exporter::prober::load_file;
+use handshake_exporter::prober::{Config, ProberSettings};
 use http::StatusCode;
 use regex::Regex;
 

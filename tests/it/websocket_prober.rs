@@ -1,6 +1,6 @@
 //! `prober: websocket` against in-process servers: every failure reason made
 //! to happen by a server that really fails that way, and the success paths
-//! with the metrics SPEC section 5 promises.
+//! with the metrics the README ("WebSocket monitoring", "Metrics") promises.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -285,7 +285,7 @@ async fn no_match_before_deadline_is_expect_failed() {
     assert!(phase(&o, "transfer") > 0.5, "{}", o.text);
 }
 
-/// SPEC 5: `probe_websocket_failed_due_to_regex` says a query_response
+/// README "Metrics": `probe_websocket_failed_due_to_regex` says a query_response
 /// expect failed. An expect cut by the deadline is reported as
 /// `expect_failed`, so the flag must be 1 there too.
 #[tokio::test]

@@ -8,9 +8,8 @@ use std::io::Write;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 
-use super::super::reason::{FailureReason, ProbeFailure};
-use super::client::hyper_failure;
-use crate::config::model::Compression;
+use super::config::Compression;
+use crate::prober::reason::{FailureReason, ProbeFailure};
 
 /// Counts (and optionally keeps) decoded bytes, up to the limit.
 struct Sink {
@@ -123,7 +122,7 @@ pub async fn read_body(
                 break;
             }
             Some(Err(e)) => {
-                error = Some(hyper_failure(&e, "Failed to read HTTP response body"));
+                error = Some(ProbeFailure::hyper(&e, "Failed to read HTTP response body"));
                 break;
             }
             Some(Ok(frame)) => {

@@ -3,9 +3,9 @@
 
 use http::HeaderMap;
 
-use super::super::reason::{FailureReason, ProbeFailure};
+use super::config::{HeaderMatch, HttpSettings};
 use super::metrics::version_string;
-use crate::config::model::{HeaderMatch, HttpSettings};
+use crate::prober::reason::{FailureReason, ProbeFailure};
 
 /// What the checks look at.
 pub struct ResponseView<'a> {

@@ -1,9 +1,9 @@
 //! The HTTP prober's declared metrics and their emission from the final
 //! response (blackbox names, HELP strings and presence rules).
 
-pub use super::super::FAILED_DUE_TO_REGEX;
-use super::super::ProbeContext;
-use super::super::metrics::{GaugeSpec, Presence};
+pub use crate::prober::FAILED_DUE_TO_REGEX;
+use crate::prober::ProbeContext;
+use crate::prober::metrics::{GaugeSpec, Presence};
 
 pub static HTTP_DURATION: GaugeSpec = GaugeSpec {
     name: "probe_http_duration_seconds",

@@ -11,6 +11,7 @@
 pub mod body;
 pub mod checks;
 pub mod client;
+pub mod config;
 pub mod metrics;
 pub mod request;
 
@@ -18,16 +19,34 @@ use std::net::IpAddr;
 
 use http::StatusCode;
 
-use super::ProbeContext;
 use super::address;
 use super::metrics::GaugeSpec;
 use super::reason::ProbeFailure;
-use super::tls_metrics;
-use crate::config::model::HttpSettings;
-use crate::net::resolve::unbracket;
+use super::registry::Prober;
+use super::{ProbeContext, tls_metrics};
+use crate::config::{ConfigError, Ctx};
+use crate::net::address::unbracket;
+use crate::prober::client::authority;
+pub use config::{HttpProbeFile, HttpSettings};
 use metrics::{FinalResponse, HTTP_DURATION};
 
-pub static METRICS: &[&[&GaugeSpec]] = &[address::METRICS, tls_metrics::METRICS, metrics::OWN];
+impl Prober for HttpSettings {
+    type Block = HttpProbeFile;
+    const METRICS: &'static [&'static [&'static GaugeSpec]] =
+        &[address::METRICS, tls_metrics::METRICS, metrics::OWN];
+
+    fn build(ctx: &Ctx<'_>, block: &HttpProbeFile) -> Result<Self, ConfigError> {
+        config::build(ctx, block)
+    }
+
+    fn shown(block: HttpProbeFile, built: &Self) -> HttpProbeFile {
+        config::shown(block, built)
+    }
+
+    async fn probe(&self, cx: &ProbeContext<'_>, target: &str) -> Result<(), ProbeFailure> {
+        probe(cx, target, self).await
+    }
+}
 
 /// Go's client follows at most 10 redirects.
 const MAX_REDIRECTS: u32 = 10;
@@ -55,8 +74,7 @@ impl Destination {
         let url = request::parse_target(target)?;
         let url_host = unbracket(url.host_str().unwrap_or_default()).to_string();
         let host_override = cx.hostname.map(str::to_string).or_else(|| s.host.clone());
-        let proxied = client::proxy_for(&url, s.client.proxy.as_ref()).is_some();
-        let address = if s.skip_resolve_phase_with_proxy && proxied {
+        let address = if s.skip_resolve_phase_with_proxy && client::proxied(s, &url) {
             None
         } else {
             Some(address::resolve_target(cx, &url_host, s.address, Some(&HTTP_DURATION)).await?)
@@ -66,7 +84,7 @@ impl Destination {
             .tls
             .server_name_for(host_override.as_deref(), &url_host);
         Ok(Self {
-            host_header: host_override.unwrap_or_else(|| request::authority(&url)),
+            host_header: host_override.unwrap_or_else(|| authority(&url)),
             url,
             address,
             server_name,
@@ -90,7 +108,7 @@ impl Destination {
             ],
         );
         Self {
-            host_header: request::authority(&next),
+            host_header: authority(&next),
             server_name: unbracket(next.host_str().unwrap_or_default()).to_string(),
             address: None,
             url: next,
@@ -236,7 +254,7 @@ pub async fn probe(
         body_bytes: 0,
     };
     if let Some(t) = &tls {
-        t.record(cx);
+        tls_metrics::record(cx, t);
     }
 
     // The body: not for a refused redirect (Go closes it unread), not for a

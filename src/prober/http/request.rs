@@ -7,16 +7,9 @@
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderValue};
 
-use super::super::reason::{FailureReason, ProbeFailure};
-use crate::config::model::{
-    Authorization, ClientSettings, Compression, ExtraHeader, HttpSettings, RequestBody,
-    SecretSource,
-};
-
-/// The User-Agent sent unless the module sets one.
-pub fn default_user_agent() -> String {
-    format!("handshake_exporter/{}", env!("CARGO_PKG_VERSION"))
-}
+use super::config::{Compression, HttpSettings, RequestBody};
+use crate::prober::client::{append_extra_headers, authorization_value, user_agent};
+use crate::prober::reason::{FailureReason, ProbeFailure};
 
 fn invalid(msg: String) -> ProbeFailure {
     ProbeFailure::new(FailureReason::InvalidTarget, msg)
@@ -44,90 +37,6 @@ pub fn parse_target(target: &str) -> Result<url::Url, ProbeFailure> {
         return Err(invalid(format!("target {target:?} has no host")));
     }
     Ok(url)
-}
-
-/// `host[:port]` as the Host header shows it (port omitted when default).
-pub fn authority(url: &url::Url) -> String {
-    let host = url.host_str().unwrap_or_default();
-    match url.port() {
-        Some(p) => format!("{host}:{p}"),
-        None => host.to_string(),
-    }
-}
-
-async fn read_secret(source: &SecretSource) -> Result<String, ProbeFailure> {
-    match source {
-        SecretSource::Inline(s) => Ok(s.clone()),
-        SecretSource::File(path) => tokio::fs::read_to_string(path)
-            .await
-            .map(|s| s.trim().to_string())
-            .map_err(|e| {
-                invalid(format!(
-                    "unable to read secret file {}: {e}",
-                    path.display()
-                ))
-            }),
-    }
-}
-
-/// The `Authorization` header value of the client config, if any.
-pub async fn authorization_value(
-    client: &ClientSettings,
-) -> Result<Option<HeaderValue>, ProbeFailure> {
-    let value = match &client.authorization {
-        None => return Ok(None),
-        Some(Authorization::Basic { username, password }) => {
-            use base64::Engine as _;
-            let user = read_secret(username).await?;
-            let pass = match password {
-                Some(p) => read_secret(p).await?,
-                None => String::new(),
-            };
-            format!(
-                "Basic {}",
-                base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}"))
-            )
-        }
-        Some(Authorization::Scheme {
-            scheme,
-            credentials,
-        }) => {
-            format!("{scheme} {}", read_secret(credentials).await?)
-        }
-    };
-    let mut v = HeaderValue::from_str(&value).map_err(|_| {
-        invalid("authorization credentials contain invalid header characters".into())
-    })?;
-    v.set_sensitive(true);
-    Ok(Some(v))
-}
-
-/// Append the structured `http_headers` (values, secrets, then files).
-pub async fn append_extra_headers(
-    headers: &mut HeaderMap,
-    extra: &[ExtraHeader],
-) -> Result<(), ProbeFailure> {
-    for h in extra {
-        let mut values: Vec<(String, bool)> = Vec::new();
-        values.extend(h.values.iter().map(|v| (v.clone(), false)));
-        values.extend(h.secrets.iter().map(|v| (v.clone(), true)));
-        for path in &h.files {
-            let content = tokio::fs::read_to_string(path).await.map_err(|e| {
-                invalid(format!(
-                    "unable to read header file {}: {e}",
-                    path.display()
-                ))
-            })?;
-            values.push((content.trim().to_string(), true));
-        }
-        for (v, sensitive) in values {
-            let mut value = HeaderValue::from_str(&v)
-                .map_err(|_| invalid(format!("invalid value for header {}", h.name)))?;
-            value.set_sensitive(sensitive);
-            headers.append(h.name.clone(), value);
-        }
-    }
-    Ok(())
 }
 
 /// The request body of the module (`body_file` is read per probe).
@@ -158,11 +67,7 @@ pub async fn hop_headers(
     has_body: bool,
 ) -> Result<HeaderMap, ProbeFailure> {
     let mut headers = HeaderMap::new();
-    headers.insert(
-        header::USER_AGENT,
-        HeaderValue::from_str(&default_user_agent())
-            .unwrap_or(HeaderValue::from_static("handshake_exporter")),
-    );
+    headers.insert(header::USER_AGENT, user_agent());
     for (name, value) in &s.headers {
         headers.insert(name.clone(), value.clone());
     }
@@ -221,11 +126,6 @@ impl CookieJar {
     }
 }
 
-/// `Host` header value check (used for `hostname` and module Host).
-pub fn host_header_value(host: &str) -> Result<HeaderValue, ProbeFailure> {
-    HeaderValue::from_str(host).map_err(|_| invalid(format!("invalid Host header value {host:?}")))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -239,6 +139,7 @@ mod tests {
         assert_eq!(parse_target("HTTPS://a/").unwrap().scheme(), "https");
         assert!(parse_target("ftp://a/").is_err());
         assert!(parse_target("http://").is_err());
+        use crate::prober::client::authority;
         assert_eq!(authority(&parse_target("http://a:80/").unwrap()), "a");
         assert_eq!(authority(&parse_target("http://a:81/").unwrap()), "a:81");
     }

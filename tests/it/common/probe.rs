@@ -5,9 +5,9 @@
 use std::path::Path;
 use std::time::Duration;
 
-use handshake_exporter::config::load_str;
-use handshake_exporter::config::model::{Config, Module};
-use handshake_exporter::probe_log::LogFormat;
+use handshake_exporter::prober::load_str;
+use handshake_exporter::prober::log::LogFormat;
+use handshake_exporter::prober::{Config, Module};
 use handshake_exporter::prober::{ProbeRequest, run_probe};
 
 use super::exposition::Exposition;

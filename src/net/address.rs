@@ -2,17 +2,57 @@
 //! `ip_protocol_fallback` semantics: exactly one address is probed, no happy
 //! eyeballs, so an outage of one family stays visible.
 
-use std::net::IpAddr;
-
-use crate::config::model::{AddressPolicy, IpProtocol};
+use std::net::{IpAddr, Ipv6Addr};
 
 use super::NetError;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IpProtocol {
+    V4,
+    V6,
+}
+
+impl IpProtocol {
+    /// blackbox's spelling (`ip4`, `ip6`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IpProtocol::V4 => "ip4",
+            IpProtocol::V6 => "ip6",
+        }
+    }
+}
+
+/// `preferred_ip_protocol` + `ip_protocol_fallback` (defaults ip6 / true).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AddressPolicy {
+    pub preferred: IpProtocol,
+    pub fallback: bool,
+}
+
+impl Default for AddressPolicy {
+    fn default() -> Self {
+        Self {
+            preferred: IpProtocol::V6,
+            fallback: true,
+        }
+    }
+}
 
 /// Strip the brackets of an IPv6 URL host (`[::1]`).
 pub fn unbracket(host: &str) -> &str {
     host.strip_prefix('[')
         .and_then(|h| h.strip_suffix(']'))
         .unwrap_or(host)
+}
+
+/// `host:port`, with an IPv6 literal in brackets (a CONNECT authority).
+pub fn authority(host: &str, port: u16) -> String {
+    let host = unbracket(host);
+    if host.parse::<Ipv6Addr>().is_ok() {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    }
 }
 
 /// `host[:port]` (as a Host header or `hostname` parameter may carry it)
@@ -45,22 +85,22 @@ pub async fn resolve(host: &str, policy: AddressPolicy) -> Result<IpAddr, NetErr
     let host = unbracket(host);
     if let Ok(ip) = host.parse::<IpAddr>() {
         if !policy.fallback && family(&ip) != policy.preferred {
-            return Err(NetError::Dns(format!(
+            return Err(NetError::Resolve(format!(
                 "address {ip} is not of the required IP protocol and fallback is disabled"
             )));
         }
         return Ok(ip);
     }
     if host.is_empty() {
-        return Err(NetError::Dns("empty host name".into()));
+        return Err(NetError::Resolve("empty host name".into()));
     }
     let addrs: Vec<IpAddr> = tokio::net::lookup_host((host, 0))
         .await
-        .map_err(|e| NetError::Dns(format!("lookup {host}: {e}")))?
+        .map_err(|e| NetError::Resolve(format!("lookup {host}: {e}")))?
         .map(|sa| sa.ip())
         .collect();
     select_address(&addrs, policy)
-        .ok_or_else(|| NetError::Dns(format!("unable to find ip for {host}; no fallback")))
+        .ok_or_else(|| NetError::Resolve(format!("unable to find ip for {host}; no fallback")))
 }
 
 /// The selection rule alone, separate from the lookup so it is testable.
@@ -115,6 +155,14 @@ mod tests {
         assert_eq!(host_without_port("a.test"), "a.test");
         assert_eq!(host_without_port("[::1]:443"), "::1");
         assert_eq!(host_without_port("::1"), "::1");
+    }
+
+    #[test]
+    fn authorities() {
+        assert_eq!(authority("a.test", 443), "a.test:443");
+        assert_eq!(authority("::1", 8443), "[::1]:8443");
+        assert_eq!(authority("[::1]", 8443), "[::1]:8443");
+        assert_eq!(authority("127.0.0.1", 80), "127.0.0.1:80");
     }
 
     #[test]

@@ -5,16 +5,19 @@
 //! (raw), so mixing them in a dialog loses nothing (upstream reads the two
 //! from different layers).
 
-use std::net::SocketAddr;
+pub mod config;
 
-use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 
 use super::address::{self, split_host_port};
 use super::metrics::GaugeSpec;
 use super::reason::{FailureReason, ProbeFailure};
-use super::{FAILED_DUE_TO_REGEX, ProbeContext, tls_metrics};
-use crate::config::model::{TcpSettings, TcpStep};
-use crate::net::{dial, io_reason, tls::Alpn};
+use super::registry::Prober;
+use super::{FAILED_DUE_TO_REGEX, ProbeContext, connect, tls_metrics};
+use crate::config::{ConfigError, Ctx};
+use crate::net::tls::Alpn;
+use crate::net::{Connector, Endpoint, Stream, TlsRequest};
+pub use config::{TcpProbeFile, TcpSettings, TcpStep};
 
 pub static FAILED_DUE_TO_BYTES: GaugeSpec = GaugeSpec::always(
     "probe_failed_due_to_bytes",
@@ -23,18 +26,39 @@ pub static FAILED_DUE_TO_BYTES: GaugeSpec = GaugeSpec::always(
 pub static EXPECT_INFO: GaugeSpec =
     GaugeSpec::when_set("probe_expect_info", "Explicit content matched");
 
-pub static METRICS: &[&[&GaugeSpec]] = &[
-    address::METRICS,
-    tls_metrics::METRICS,
-    &[&FAILED_DUE_TO_REGEX, &FAILED_DUE_TO_BYTES, &EXPECT_INFO],
-];
+impl Prober for TcpSettings {
+    type Block = TcpProbeFile;
+    const METRICS: &'static [&'static [&'static GaugeSpec]] = &[
+        address::METRICS,
+        tls_metrics::METRICS,
+        &[&FAILED_DUE_TO_REGEX, &FAILED_DUE_TO_BYTES, &EXPECT_INFO],
+    ];
+
+    fn build(ctx: &Ctx<'_>, block: &TcpProbeFile) -> Result<Self, ConfigError> {
+        config::build(ctx, block)
+    }
+
+    fn shown(block: TcpProbeFile, _built: &Self) -> TcpProbeFile {
+        config::shown(block)
+    }
+
+    async fn probe(&self, cx: &ProbeContext<'_>, target: &str) -> Result<(), ProbeFailure> {
+        probe(cx, target, self).await
+    }
+}
 
 /// Longest line `expect` reads (bufio.Scanner's default in Go).
 const MAX_LINE: usize = 64 * 1024;
 
-/// Any stream the dialog can run over (plain, TLS, upgraded by STARTTLS).
-pub trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
-impl<T: AsyncRead + AsyncWrite + Unpin + Send> Stream for T {}
+/// The TLS handshake of the module (after connecting, or on STARTTLS).
+fn tls_request<'a>(s: &'a TcpSettings, server_name: &'a str, confirm: bool) -> TlsRequest<'a> {
+    TlsRequest {
+        client: &s.tls_client,
+        server_name,
+        alpn: Alpn::None,
+        confirm,
+    }
+}
 
 pub async fn probe(
     cx: &ProbeContext<'_>,
@@ -43,24 +67,24 @@ pub async fn probe(
 ) -> Result<(), ProbeFailure> {
     let (host, port) = split_host_port(target)?;
     let ip = address::resolve_target(cx, &host, s.address, None).await?;
-    cx.log
-        .info("Dialing TCP", &[("address", &SocketAddr::new(ip, port))]);
-    let tcp = dial::connect(SocketAddr::new(ip, port), s.source_ip_address).await?;
-    cx.log.info("Successfully dialed", &[]);
     let server_name = s.tls_client.server_name_for(cx.hostname, &host);
-    let stream: Box<dyn Stream> = if s.tls {
-        let tls = if s.query_response.is_empty() {
-            // Nothing will read: wait for a TLS 1.3 client-certificate verdict.
-            tls_metrics::handshake_confirmed(cx, &s.tls_client, tcp, &server_name, Alpn::None)
-                .await?
-        } else {
-            tls_metrics::handshake(cx, &s.tls_client, tcp, &server_name, Alpn::None).await?
-        };
-        Box::new(tls)
-    } else {
-        Box::new(tcp)
+    let connector = Connector {
+        policy: s.address,
+        source: s.source_ip_address,
+        proxy: None,
+        // With no dialog nothing will read: wait for a TLS 1.3
+        // client-certificate verdict.
+        tls: s
+            .tls
+            .then(|| tls_request(s, &server_name, s.query_response.is_empty())),
     };
-    let mut reader = BufReader::new(stream);
+    let endpoint = Endpoint {
+        host: &host,
+        port,
+        address: Some(ip),
+    };
+    let conn = connect::open_recorded(cx, None, &connector, endpoint).await?;
+    let mut reader = BufReader::new(conn.stream);
     for (i, step) in s.query_response.iter().enumerate() {
         reader = run_step(cx, reader, step, i, s, &server_name).await?;
     }
@@ -103,9 +127,9 @@ async fn run_step(
     if let Some(expected) = &step.expect_bytes {
         let mut got = vec![0u8; expected.len()];
         reader.read_exact(&mut got).await.map_err(|e| {
-            ProbeFailure::new(
-                io_reason(&e),
-                format!("Error reading {} expected bytes: {e}", expected.len()),
+            ProbeFailure::io(
+                &e,
+                &format!("Error reading {} expected bytes", expected.len()),
             )
         })?;
         if &got != expected {
@@ -132,17 +156,17 @@ async fn run_step(
         stream
             .write_all(&data)
             .await
-            .map_err(|e| ProbeFailure::new(io_reason(&e), format!("Failed to send: {e}")))?;
+            .map_err(|e| ProbeFailure::io(&e, "Failed to send"))?;
         stream
             .flush()
             .await
-            .map_err(|e| ProbeFailure::new(io_reason(&e), format!("Failed to send: {e}")))?;
+            .map_err(|e| ProbeFailure::io(&e, "Failed to send"))?;
     }
     if step.starttls {
         cx.log.debug("Starting TLS", &[]);
         let inner = reader.into_inner();
-        let tls = tls_metrics::handshake(cx, &s.tls_client, inner, server_name, Alpn::None).await?;
-        reader = BufReader::new(Box::new(tls) as Box<dyn Stream>);
+        let (tls, _) = connect::starttls(cx, &tls_request(s, server_name, false), inner).await?;
+        reader = BufReader::new(tls);
     }
     Ok(reader)
 }
@@ -164,12 +188,7 @@ async fn expect_line(
             // A TLS peer closing without close_notify: the end of the
             // stream, as Go (and so blackbox) treats it.
             Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => 0,
-            Err(e) => {
-                return Err(ProbeFailure::new(
-                    io_reason(&e),
-                    format!("Error reading from connection: {e}"),
-                ));
-            }
+            Err(e) => return Err(ProbeFailure::io(&e, "Error reading from connection")),
         };
         if n == 0 {
             cx.metrics.set(&FAILED_DUE_TO_REGEX, 1.0);

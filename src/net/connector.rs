@@ -1,0 +1,218 @@
+//! The one connection path of every prober: resolve, dial, tunnel through
+//! an HTTP proxy, TLS — each step timed, what TLS showed recorded.
+//!
+//! A prober describes where to go ([`Endpoint`]) and how ([`Connector`]:
+//! address policy, source address, proxy, TLS settings and ALPN) and gets a
+//! [`Connection`] back. Phase timings and log lines go to an [`Observer`]
+//! the prober supplies; they are reported when a phase ends *or is
+//! cancelled* (the probe's deadline drops this future), so a timed-out probe
+//! still shows where it was.
+
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use super::address::{AddressPolicy, resolve};
+use super::proxy::{ProxyUrl, tunnel};
+use super::tls::{Alpn, TlsClient, TlsInfo, handshake_with};
+use super::{NetError, Secret, Stream, cert, dial};
+
+/// The timed steps of opening a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// Looking up the target's name (when the prober did not resolve it).
+    Resolve,
+    /// Reaching the target or the proxy, including the proxy's lookup and
+    /// the CONNECT tunnel.
+    Connect,
+    /// The TLS handshake.
+    Tls,
+}
+
+impl Phase {
+    /// The `phase` label blackbox uses.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Phase::Resolve => "resolve",
+            Phase::Connect => "connect",
+            Phase::Tls => "tls",
+        }
+    }
+}
+
+/// Where a prober's timings and log lines go.
+pub trait Observer: Sync {
+    /// A phase ended (or was cancelled) after `elapsed`.
+    fn phase(&self, phase: Phase, elapsed: Duration);
+    /// A step worth a line in the probe's log.
+    fn note(&self, message: &str, fields: &[(&str, &dyn fmt::Display)]);
+}
+
+/// Reports the time since its creation to the observer when dropped.
+struct PhaseTimer<'a> {
+    observer: &'a dyn Observer,
+    phase: Phase,
+    start: Instant,
+}
+
+impl<'a> PhaseTimer<'a> {
+    fn start(observer: &'a dyn Observer, phase: Phase) -> Self {
+        Self {
+            observer,
+            phase,
+            start: Instant::now(),
+        }
+    }
+}
+
+impl Drop for PhaseTimer<'_> {
+    fn drop(&mut self) {
+        self.observer.phase(self.phase, self.start.elapsed());
+    }
+}
+
+/// The host and port a probe talks to.
+#[derive(Debug, Clone, Copy)]
+pub struct Endpoint<'a> {
+    /// Name or IP literal (brackets allowed).
+    pub host: &'a str,
+    pub port: u16,
+    /// The address of `host` when the prober already resolved it (to report
+    /// the address metrics); None: resolved here, timed as [`Phase::Resolve`].
+    pub address: Option<IpAddr>,
+}
+
+/// An HTTP proxy on the way.
+#[derive(Debug, Clone, Copy)]
+pub struct ProxyHop<'a> {
+    pub url: &'a ProxyUrl,
+    /// true: open a CONNECT tunnel to the endpoint; false: the caller talks
+    /// to the proxy itself (plain-http requests in absolute form).
+    pub tunnel: bool,
+    /// `proxy_connect_header`, sent with CONNECT.
+    pub connect_headers: &'a [(http::HeaderName, Secret)],
+}
+
+/// TLS on top of the TCP (or tunnelled) connection.
+#[derive(Debug, Clone, Copy)]
+pub struct TlsRequest<'a> {
+    pub client: &'a TlsClient,
+    /// SNI and the name the certificate must match.
+    pub server_name: &'a str,
+    pub alpn: Alpn,
+    /// For connections nobody reads from: wait for a TLS 1.3 server's
+    /// verdict on our client certificate before calling the session good.
+    pub confirm: bool,
+}
+
+/// How to reach an endpoint.
+#[derive(Debug, Clone, Copy)]
+pub struct Connector<'a> {
+    pub policy: AddressPolicy,
+    /// `source_ip_address`: bind the socket to it.
+    pub source: Option<IpAddr>,
+    pub proxy: Option<ProxyHop<'a>>,
+    pub tls: Option<TlsRequest<'a>>,
+}
+
+/// An open connection.
+pub struct Connection {
+    pub stream: Box<dyn Stream>,
+    /// The address dialled: the target's, or the proxy's.
+    pub peer: SocketAddr,
+    /// What the TLS handshake showed, when there was one.
+    pub tls: Option<TlsInfo>,
+}
+
+impl Connection {
+    /// The server selected HTTP/2 by ALPN.
+    pub fn is_h2(&self) -> bool {
+        self.tls.as_ref().is_some_and(TlsInfo::is_h2)
+    }
+}
+
+impl Connector<'_> {
+    /// Open a connection to `endpoint`.
+    pub async fn connect(
+        &self,
+        endpoint: Endpoint<'_>,
+        observer: &dyn Observer,
+    ) -> Result<Connection, NetError> {
+        let (peer, connecting) = match &self.proxy {
+            // Looking up the proxy is part of reaching it.
+            Some(hop) => {
+                let connecting = PhaseTimer::start(observer, Phase::Connect);
+                let ip = resolve(&hop.url.host(), self.policy).await?;
+                (SocketAddr::new(ip, hop.url.port()), connecting)
+            }
+            None => {
+                let ip = match endpoint.address {
+                    Some(ip) => ip,
+                    None => {
+                        let _lookup = PhaseTimer::start(observer, Phase::Resolve);
+                        resolve(endpoint.host, self.policy).await?
+                    }
+                };
+                let peer = SocketAddr::new(ip, endpoint.port);
+                (peer, PhaseTimer::start(observer, Phase::Connect))
+            }
+        };
+        observer.note("Dialing TCP", &[("address", &peer)]);
+        let tcp = dial::connect(peer, self.source).await?;
+        let mut stream: Box<dyn Stream> = Box::new(tcp);
+        if let Some(hop) = self.proxy.filter(|hop| hop.tunnel) {
+            tunnel(
+                stream.as_mut(),
+                endpoint.host,
+                endpoint.port,
+                hop.url,
+                hop.connect_headers,
+            )
+            .await?;
+        }
+        drop(connecting);
+        observer.note("Successfully dialed", &[("address", &peer)]);
+
+        let Some(tls) = &self.tls else {
+            return Ok(Connection {
+                stream,
+                peer,
+                tls: None,
+            });
+        };
+        let handshake = PhaseTimer::start(observer, Phase::Tls);
+        let (stream, info) =
+            handshake_with(tls.client, stream, tls.server_name, tls.alpn, tls.confirm).await?;
+        drop(handshake);
+        note_session(observer, &info);
+        Ok(Connection {
+            stream: Box::new(stream),
+            peer,
+            tls: Some(info),
+        })
+    }
+}
+
+/// TLS over a connection that is already open (STARTTLS).
+pub async fn upgrade(
+    tls: &TlsRequest<'_>,
+    stream: Box<dyn Stream>,
+    observer: &dyn Observer,
+) -> Result<(Box<dyn Stream>, TlsInfo), NetError> {
+    let (stream, info) =
+        handshake_with(tls.client, stream, tls.server_name, tls.alpn, tls.confirm).await?;
+    note_session(observer, &info);
+    Ok((Box::new(stream), info))
+}
+
+fn note_session(observer: &dyn Observer, info: &TlsInfo) {
+    if let Some(s) = info.session {
+        observer.note(
+            "TLS handshake done",
+            &[
+                ("version", &cert::tls_version_label(s.version)),
+                ("cipher", &cert::cipher_suite_name(s.cipher)),
+            ],
+        );
+    }
+}

@@ -1,0 +1,93 @@
+//! The prober's side of the connector (`net::connector`): phase timings go
+//! into the prober's duration gauge, notes into the probe log, a failed
+//! handshake still reports the certificates it saw, and a failure becomes a
+//! reason through the one table in [`super::reason`].
+
+use std::fmt;
+use std::time::Duration;
+
+use super::metrics::GaugeSpec;
+use super::reason::ProbeFailure;
+use super::{ProbeContext, tls_metrics};
+use crate::net::connector::{self, Connection, Connector, Endpoint, Observer, Phase, TlsRequest};
+use crate::net::tls::TlsInfo;
+use crate::net::{NetError, Stream};
+
+/// A probe watching its connections.
+pub struct Watch<'a, 'c> {
+    cx: &'a ProbeContext<'c>,
+    /// The prober's `…_duration_seconds{phase}` gauge, if it has one.
+    phases: Option<&'static GaugeSpec>,
+}
+
+impl<'a, 'c> Watch<'a, 'c> {
+    pub fn new(cx: &'a ProbeContext<'c>, phases: Option<&'static GaugeSpec>) -> Self {
+        Self { cx, phases }
+    }
+}
+
+impl Observer for Watch<'_, '_> {
+    fn phase(&self, phase: Phase, elapsed: Duration) {
+        if let Some(spec) = self.phases {
+            self.cx
+                .metrics
+                .add_labelled(spec, &[phase.as_str()], elapsed.as_secs_f64());
+        }
+    }
+
+    fn note(&self, message: &str, fields: &[(&str, &dyn fmt::Display)]) {
+        self.cx.log.debug(message, fields);
+    }
+}
+
+/// A failed connection: the certificates a failed handshake showed are
+/// reported (an expired certificate still yields its expiry), then the
+/// error becomes the probe's failure.
+fn failed(cx: &ProbeContext<'_>, e: NetError) -> ProbeFailure {
+    if let Some(info) = e.tls_info() {
+        tls_metrics::record(cx, info);
+    }
+    ProbeFailure::from(e)
+}
+
+/// Open a connection through the connector. The TLS family of a successful
+/// handshake is left to the caller (the http prober reports only the final
+/// response's); on failure it is recorded here.
+pub async fn open(
+    cx: &ProbeContext<'_>,
+    phases: Option<&'static GaugeSpec>,
+    connector: &Connector<'_>,
+    endpoint: Endpoint<'_>,
+) -> Result<Connection, ProbeFailure> {
+    connector
+        .connect(endpoint, &Watch::new(cx, phases))
+        .await
+        .map_err(|e| failed(cx, e))
+}
+
+/// [`open`], then the TLS family of the handshake, if there was one.
+pub async fn open_recorded(
+    cx: &ProbeContext<'_>,
+    phases: Option<&'static GaugeSpec>,
+    connector: &Connector<'_>,
+    endpoint: Endpoint<'_>,
+) -> Result<Connection, ProbeFailure> {
+    let conn = open(cx, phases, connector, endpoint).await?;
+    if let Some(info) = &conn.tls {
+        tls_metrics::record(cx, info);
+    }
+    Ok(conn)
+}
+
+/// TLS over an open connection (STARTTLS), its TLS family recorded.
+pub async fn starttls(
+    cx: &ProbeContext<'_>,
+    tls: &TlsRequest<'_>,
+    stream: Box<dyn Stream>,
+) -> Result<(Box<dyn Stream>, TlsInfo), ProbeFailure> {
+    let (stream, info) = connector::upgrade(tls, stream, &Watch::new(cx, None))
+        .await
+        .map_err(|e| failed(cx, e))?;
+    tls_metrics::record(cx, &info);
+    Ok((stream, info))
+}

@@ -1,0 +1,427 @@
+//! `websocket:` — our prober's keys plus blackbox master's (`http_config`,
+//! structured `headers`, `{expect, send}` steps): the block as written, its
+//! validation, and the settings a probe uses.
+
+use std::fmt;
+
+use serde::de::{self, Deserializer, MapAccess, Visitor};
+use serde::{Deserialize, Serialize};
+
+use crate::config::client::{
+    ClientConfigFile, ClientSettings, ExtraHeader, HttpHeaderFile, InlineClientConfig,
+    build_client, canonical_header_key, client_config_block, extra_headers, header_name,
+    header_value,
+};
+use crate::config::file::{ByteString, HeaderText, Headers, Unsupported, is_default};
+use crate::config::load::show_address;
+use crate::config::{ConfigError, Ctx};
+use crate::net::address::AddressPolicy;
+
+client_config_block! {
+    /// `websocket:` as written: the client config may be inlined (as under
+    /// `http:`) or nested under `http_config:` (blackbox master's form).
+    #[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+    #[serde(deny_unknown_fields, default)]
+    pub struct WebSocketProbeFile {
+        #[serde(skip_serializing_if = "is_default")]
+        pub preferred_ip_protocol: Option<String>,
+        #[serde(skip_serializing_if = "is_default")]
+        pub ip_protocol_fallback: Option<bool>,
+        #[serde(skip_serializing_if = "is_default")]
+        pub headers: Headers<WsHeaderFile>,
+        /// blackbox master's nested client config.
+        #[serde(skip_serializing_if = "is_default")]
+        pub http_config: Option<ClientConfigFile>,
+        #[serde(skip_serializing_if = "is_default")]
+        pub subprotocols: Vec<String>,
+        #[serde(skip_serializing_if = "is_default")]
+        pub fail_if_subprotocol_not_negotiated: bool,
+        #[serde(skip_serializing_if = "is_default")]
+        pub ping: bool,
+        #[serde(skip_serializing_if = "is_default")]
+        pub query_response: Vec<WsStepFile>,
+    }
+}
+
+/// One websocket `query_response` item. Within one item `expect` runs
+/// before the sends (blackbox master's `{expect, send}` shape).
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WsStepFile {
+    #[serde(skip_serializing_if = "is_default")]
+    pub expect: Option<String>,
+    /// A text message; `!!binary` is accepted when it decodes to UTF-8.
+    #[serde(skip_serializing_if = "is_default")]
+    pub send: Option<ByteString>,
+    #[serde(skip_serializing_if = "is_default")]
+    pub send_binary: Option<ByteString>,
+    /// blackbox master's step type has these; its prober ignores them.
+    #[serde(skip_serializing_if = "is_default")]
+    pub expect_bytes: Unsupported,
+    #[serde(skip_serializing_if = "is_default")]
+    pub labels: Unsupported,
+    #[serde(skip_serializing_if = "is_default")]
+    pub starttls: Option<bool>,
+}
+
+/// A websocket `headers:` value: a plain string (our form, and blackbox's
+/// own doc example) or prometheus/common's `{values, secrets, files}`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum WsHeaderFile {
+    Plain(String),
+    Structured(HttpHeaderFile),
+}
+
+impl Serialize for WsHeaderFile {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self {
+            WsHeaderFile::Plain(v) => serializer.serialize_str(v),
+            WsHeaderFile::Structured(h) => h.serialize(serializer),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for WsHeaderFile {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = WsHeaderFile;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a header value or a {values, secrets, files} mapping")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(WsHeaderFile::Plain(v.to_string()))
+            }
+            fn visit_string<E: de::Error>(self, v: String) -> Result<Self::Value, E> {
+                Ok(WsHeaderFile::Plain(v))
+            }
+            fn visit_bool<E: de::Error>(self, v: bool) -> Result<Self::Value, E> {
+                Ok(WsHeaderFile::Plain(v.to_string()))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
+                Ok(WsHeaderFile::Plain(v.to_string()))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
+                Ok(WsHeaderFile::Plain(v.to_string()))
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<Self::Value, E> {
+                Ok(WsHeaderFile::Plain(v.to_string()))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+                HttpHeaderFile::deserialize(de::value::MapAccessDeserializer::new(map))
+                    .map(WsHeaderFile::Structured)
+            }
+        }
+        deserializer.deserialize_any(V)
+    }
+}
+
+impl HeaderText for WsHeaderFile {
+    fn plain_text(&self) -> Option<&str> {
+        match self {
+            WsHeaderFile::Plain(v) => Some(v),
+            WsHeaderFile::Structured(_) => None,
+        }
+    }
+}
+
+/// One WebSocket `query_response` step.
+#[derive(Debug, Clone)]
+pub enum WsStep {
+    /// A text message; with `expand_captures` (blackbox master's
+    /// `{expect, send}` item), `${1}`/`$name` refer to that expect's match.
+    SendText {
+        text: String,
+        expand_captures: bool,
+    },
+    SendBinary(Vec<u8>),
+    /// Scan incoming data messages until one matches.
+    Expect(regex::bytes::Regex),
+}
+
+/// A validated `websocket:` block.
+#[derive(Debug, Clone)]
+pub struct WebSocketSettings {
+    pub address: AddressPolicy,
+    /// Headers sent with the upgrade request (Origin, User-Agent, ...):
+    /// plain values and the structured `{values, secrets, files}` form.
+    pub headers: Vec<(http::HeaderName, http::HeaderValue)>,
+    pub extra_headers: Vec<ExtraHeader>,
+    pub client: ClientSettings,
+    pub subprotocols: Vec<String>,
+    pub fail_if_subprotocol_not_negotiated: bool,
+    pub ping: bool,
+    pub query_response: Vec<WsStep>,
+}
+
+/// Headers the WebSocket handshake sets itself; a module may not override them.
+const WS_HANDSHAKE_HEADERS: &[&str] = &[
+    "Upgrade",
+    "Connection",
+    "Sec-Websocket-Key",
+    "Sec-Websocket-Version",
+    "Sec-Websocket-Accept",
+    "Sec-Websocket-Extensions",
+];
+
+/// Plain `headers:` values go to `headers`; blackbox master's structured
+/// `{values, secrets, files}` entries go to `extra_headers` (files are read
+/// per request, like `http_headers`).
+pub fn build(ctx: &Ctx<'_>, w: &WebSocketProbeFile) -> Result<WebSocketSettings, ConfigError> {
+    let mut headers = Vec::new();
+    let mut structured = Vec::new();
+    for (name, value) in w.headers.iter() {
+        let canonical = canonical_header_key(name);
+        if WS_HANDSHAKE_HEADERS
+            .iter()
+            .any(|h| h.eq_ignore_ascii_case(name))
+        {
+            return Err(ctx.err(
+                "websocket.headers",
+                format!("header {canonical:?} is set by the WebSocket handshake and cannot be configured"),
+            ));
+        }
+        if name.eq_ignore_ascii_case("sec-websocket-protocol") {
+            return Err(ctx.err(
+                "websocket.headers",
+                "set Sec-WebSocket-Protocol with subprotocols, not headers",
+            ));
+        }
+        let hname = header_name(ctx, "websocket.headers", name)?;
+        let twice = headers.iter().any(|(n, _)| *n == hname)
+            || structured
+                .iter()
+                .any(|(n, _): &(String, HttpHeaderFile)| n.eq_ignore_ascii_case(name));
+        if twice {
+            return Err(ctx.err(
+                "websocket.headers",
+                format!("header {canonical:?} is set twice"),
+            ));
+        }
+        match value {
+            WsHeaderFile::Plain(v) => {
+                headers.push((hname, header_value(ctx, "websocket.headers", name, v)?));
+            }
+            WsHeaderFile::Structured(h) => structured.push((name.to_string(), h.clone())),
+        }
+    }
+    let extra_headers = extra_headers(ctx, "websocket.headers", &structured, false)?;
+
+    let inline = w.client_config();
+    let inline_set = inline != ClientConfigFile::default();
+    let mut client = match (inline_set, &w.http_config) {
+        (true, Some(_)) => {
+            return Err(ctx.err(
+                "websocket.http_config",
+                "set the client config (tls_config, basic_auth, authorization, bearer_token, proxy_url) either inline or under http_config, not both",
+            ));
+        }
+        (false, Some(nested)) => build_client(ctx, "websocket.http_config", nested)?,
+        (_, None) => build_client(ctx, "websocket", &inline)?,
+    };
+    // HTTP/1.1 upgrade unless RFC 8441 is asked for explicitly.
+    client.enable_http2 = w
+        .enable_http2
+        .or_else(|| w.http_config.as_ref().and_then(|c| c.enable_http2))
+        .unwrap_or(false);
+
+    for (i, p) in w.subprotocols.iter().enumerate() {
+        let is_token = !p.is_empty()
+            && p.bytes()
+                .all(|b| b.is_ascii_graphic() && !b"()<>@,;:\\\"/[]?={}".contains(&b));
+        if !is_token {
+            return Err(ctx.err(
+                format!("websocket.subprotocols[{i}]"),
+                format!("invalid subprotocol {p:?}"),
+            ));
+        }
+    }
+    if w.fail_if_subprotocol_not_negotiated && w.subprotocols.is_empty() {
+        return Err(ctx.err(
+            "websocket.fail_if_subprotocol_not_negotiated",
+            "requires subprotocols to be set",
+        ));
+    }
+
+    let mut query_response = Vec::new();
+    for (i, step) in w.query_response.iter().enumerate() {
+        let key = format!("websocket.query_response[{i}]");
+        if step.expect_bytes.is_set() {
+            return Err(ctx.unsupported(&format!("{key}.expect_bytes")));
+        }
+        if step.labels.is_set() {
+            return Err(ctx.unsupported(&format!("{key}.labels")));
+        }
+        if step.starttls == Some(true) {
+            return Err(ctx.unsupported(&format!("{key}.starttls")));
+        }
+        if step.send.is_some() && step.send_binary.is_some() {
+            return Err(ctx.err(
+                &key,
+                "send and send_binary are mutually exclusive within one step",
+            ));
+        }
+        if let Some(p) = &step.expect {
+            query_response.push(WsStep::Expect(
+                ctx.bytes_regex(&format!("{key}.expect"), p)?,
+            ));
+        }
+        if let Some(s) = &step.send {
+            let text = String::from_utf8(s.as_bytes().to_vec()).map_err(|_| {
+                ctx.err(
+                    format!("{key}.send"),
+                    "payload is not UTF-8 text; use send_binary for binary messages",
+                )
+            })?;
+            query_response.push(WsStep::SendText {
+                text,
+                expand_captures: step.expect.is_some(),
+            });
+        }
+        if let Some(b) = &step.send_binary {
+            query_response.push(WsStep::SendBinary(b.as_bytes().to_vec()));
+        }
+    }
+
+    Ok(WebSocketSettings {
+        address: ctx.address_policy(
+            "websocket",
+            &w.preferred_ip_protocol,
+            w.ip_protocol_fallback,
+        )?,
+        headers,
+        extra_headers,
+        client,
+        subprotocols: w.subprotocols.clone(),
+        fail_if_subprotocol_not_negotiated: w.fail_if_subprotocol_not_negotiated,
+        ping: w.ping,
+        query_response,
+    })
+}
+
+/// The block as shown: the address defaults filled in.
+pub fn shown(mut w: WebSocketProbeFile) -> WebSocketProbeFile {
+    show_address(&mut w.preferred_ip_protocol, &mut w.ip_protocol_fallback);
+    w
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::config::client::{Authorization, SecretSource};
+    use crate::net::address::AddressPolicy;
+    use crate::prober::registry::test_support::*;
+    #[test]
+    fn websocket_blackbox_master_module() {
+        let yaml = r#"
+modules:
+  websocket_example:
+    prober: websocket
+    timeout: 10s
+    websocket:
+      http_config:
+        tls_config:
+          insecure_skip_verify: true
+        basic_auth:
+          username: user
+          password_file: pass.txt
+        follow_redirects: false
+        enable_http2: false
+      headers:
+        Origin:
+          values: ["https://example.com"]
+        X-Api-Key:
+          secrets: ["s3cr3t"]
+        X-Plain: "my_header"
+      query_response:
+        - expect: "^hello (.+)"
+          send: "hi ${1}"
+        - send: "ping"
+"#;
+        let c = load(yaml).expect("loads");
+        let w = ws(&c, "websocket_example");
+        assert!(w.client.tls.settings.insecure_skip_verify);
+        assert!(!w.client.follow_redirects);
+        assert!(!w.client.enable_http2);
+        match &w.client.authorization {
+            Some(Authorization::Basic {
+                username: SecretSource::Inline(u),
+                password: Some(SecretSource::File(p)),
+            }) => {
+                assert_eq!(u.expose(), "user");
+                assert_eq!(p, &Path::new(BASE).join("pass.txt"));
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        assert_eq!(w.headers.len(), 1);
+        assert_eq!(w.headers[0].0.as_str(), "x-plain");
+        let names: Vec<&str> = w.extra_headers.iter().map(|h| h.name.as_str()).collect();
+        assert_eq!(names, vec!["origin", "x-api-key"]);
+        assert_eq!(w.query_response.len(), 3);
+        assert!(matches!(&w.query_response[0], WsStep::Expect(r) if r.is_match(b"hello bob")));
+        assert!(
+            matches!(&w.query_response[1], WsStep::SendText { text, expand_captures: true } if text == "hi ${1}")
+        );
+        assert!(
+            matches!(&w.query_response[2], WsStep::SendText { text, expand_captures: false } if text == "ping")
+        );
+        let masked = &module(&c, "websocket_example").masked_yaml;
+        assert!(!masked.contains("s3cr3t"), "{masked}");
+        assert!(masked.contains("<secret>"), "{masked}");
+    }
+
+    #[test]
+    fn websocket_inline_form_and_rules() {
+        let c = load(&ws_module(
+            "headers:\n  Origin: https://example.com\nbearer_token: tok\nsubprotocols: [graphql-ws, v2.json]\nfail_if_subprotocol_not_negotiated: true\nping: true\nquery_response:\n  - send_binary: !!binary AAECAw==\n  - expect: pong",
+        ))
+        .expect("loads");
+        let w = ws(&c, "w");
+        assert!(w.ping);
+        assert_eq!(w.subprotocols, vec!["graphql-ws", "v2.json"]);
+        assert!(matches!(&w.query_response[0], WsStep::SendBinary(b) if b == &[0, 1, 2, 3]));
+        assert!(matches!(
+            w.client.authorization,
+            Some(Authorization::Scheme { ref scheme, .. }) if scheme == "Bearer"
+        ));
+        assert_eq!(w.address, AddressPolicy::default());
+
+        let e = load_err(&ws_module(
+            "tls_config:\n  insecure_skip_verify: true\nhttp_config:\n  follow_redirects: false",
+        ));
+        assert_contains(&e, &["module \"w\"", "websocket.http_config", "not both"]);
+        let e = load_err(&ws_module("fail_if_subprotocol_not_negotiated: true"));
+        assert_contains(&e, &["fail_if_subprotocol_not_negotiated", "subprotocols"]);
+        let e = load_err(&ws_module("headers:\n  Upgrade: h2c"));
+        assert_contains(&e, &["websocket.headers", "Upgrade"]);
+        let e = load_err(&ws_module("headers:\n  Sec-WebSocket-Protocol: x"));
+        assert_contains(&e, &["subprotocols"]);
+        let e = load_err(&ws_module("subprotocols: ['a b']"));
+        assert_contains(&e, &["websocket.subprotocols[0]"]);
+        let e = load_err(&ws_module(
+            "query_response:\n  - send: a\n    send_binary: b",
+        ));
+        assert_contains(&e, &["websocket.query_response[0]", "mutually exclusive"]);
+        let e = load_err(&ws_module("query_response:\n  - expect_bytes: a"));
+        assert_contains(&e, &["expect_bytes is not supported by handshake_exporter"]);
+        let e = load_err(&ws_module("http_config:\n  oauth2:\n    client_id: x"));
+        assert_contains(
+            &e,
+            &["websocket.http_config.oauth2", "oauth2 is not supported"],
+        );
+        let e = load_err(&ws_module("proxy_url: socks5h://p:1080"));
+        assert_contains(&e, &["websocket.proxy_url", "not supported"]);
+        let c = load(&ws_module("query_response:\n  - send: !!binary aGk=")).expect("loads");
+        assert!(
+            matches!(&ws(&c, "w").query_response[0], WsStep::SendText { text, .. } if text == "hi")
+        );
+        let e = load_err(&ws_module(
+            "query_response:\n  - send: !!binary AAAACATSFi8=",
+        ));
+        assert_contains(&e, &["websocket.query_response[0].send", "send_binary"]);
+        let e = load_err(&ws_module("pingg: true"));
+        assert_contains(&e, &["line 5", "pingg"]);
+    }
+}
