@@ -93,12 +93,16 @@ pub enum IoClass {
     Other,
 }
 
+/// The TLS error a socket error carries, if it is one.
+fn tls_inside(e: &io::Error) -> Option<&rustls::Error> {
+    e.get_ref()
+        .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+}
+
 /// Classify a socket error.
 pub fn classify_io(e: &io::Error) -> IoClass {
     use io::ErrorKind as K;
-    if e.get_ref()
-        .is_some_and(|inner| inner.downcast_ref::<rustls::Error>().is_some())
-    {
+    if tls_inside(e).is_some() {
         return IoClass::Tls;
     }
     match e.kind() {
@@ -135,10 +139,10 @@ pub fn find_cause<'a>(first: Option<&'a (dyn StdError + 'static)>) -> Option<Cau
             return Some(Cause::Tls(tls));
         }
         if let Some(io) = s.downcast_ref::<io::Error>() {
-            if let Some(tls) = io.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) {
-                return Some(Cause::Tls(tls));
-            }
-            return Some(Cause::Io(io));
+            return Some(match tls_inside(io) {
+                Some(tls) => Cause::Tls(tls),
+                None => Cause::Io(io),
+            });
         }
         source = s.source();
     }

@@ -50,30 +50,30 @@ fn failed(cx: &ProbeContext<'_>, e: NetError) -> ProbeFailure {
     ProbeFailure::from(e)
 }
 
-/// Open a connection through the connector. The TLS family of a successful
-/// handshake is left to the caller (the http prober reports only the final
-/// response's); on failure it is recorded here.
+/// Who reports the TLS family of a successful handshake.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TlsReport {
+    /// Record it now (tcp, tls, websocket).
+    Now,
+    /// The caller decides (the http prober reports only the final
+    /// response's, after redirects).
+    ByCaller,
+}
+
+/// Open a connection through the connector. On failure the certificates a
+/// failed handshake showed are recorded whatever `report` says.
 pub async fn open(
     cx: &ProbeContext<'_>,
     phases: Option<&'static GaugeSpec>,
     connector: &Connector<'_>,
     endpoint: Endpoint<'_>,
+    report: TlsReport,
 ) -> Result<Connection, ProbeFailure> {
-    connector
+    let conn = connector
         .connect(endpoint, &Watch::new(cx, phases))
         .await
-        .map_err(|e| failed(cx, e))
-}
-
-/// [`open`], then the TLS family of the handshake, if there was one.
-pub async fn open_recorded(
-    cx: &ProbeContext<'_>,
-    phases: Option<&'static GaugeSpec>,
-    connector: &Connector<'_>,
-    endpoint: Endpoint<'_>,
-) -> Result<Connection, ProbeFailure> {
-    let conn = open(cx, phases, connector, endpoint).await?;
-    if let Some(info) = &conn.tls {
+        .map_err(|e| failed(cx, e))?;
+    if let (TlsReport::Now, Some(info)) = (report, &conn.tls) {
         tls_metrics::record(cx, info);
     }
     Ok(conn)

@@ -228,6 +228,12 @@ pub fn hyper_reason(e: &hyper::Error) -> FailureReason {
     }
 }
 
+/// The reason for a connection the peer closed cleanly before the answer
+/// came (no socket error to classify).
+pub fn closed_before_answer() -> FailureReason {
+    FailureReason::ConnectionReset
+}
+
 /// What a WebSocket dialog was doing when its connection failed or ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WsActivity {

@@ -281,6 +281,7 @@ mod tests {
     use super::test_support::*;
     use super::*;
     use crate::config::load::parse;
+
     #[test]
     fn default_config_loads() {
         let c = default_config();

@@ -357,6 +357,7 @@ mod tests {
     use crate::net::tls::TlsVersion;
     use crate::prober::registry::load_file;
     use crate::prober::registry::test_support::*;
+
     #[test]
     fn blackbox_http_example_module() {
         let yaml = r#"

@@ -1,6 +1,7 @@
-//! `prober: http` — blackbox's HTTP prober, split into request building
-//! (`request`), the per-hop client (`client`), body reading (`body`),
-//! response checks (`checks`) and metric emission (`metrics`).
+//! `prober: http` — blackbox's HTTP prober, split into its config block
+//! (`config`), request building (`request`), one round trip per redirect
+//! hop (`hop`), body reading (`body`), response checks (`checks`) and
+//! metric emission (`metrics`).
 //!
 //! The first hop goes to the address chosen by `preferred_ip_protocol`
 //! with the original name as Host and SNI; redirects (≤ 10) are followed on
@@ -10,8 +11,8 @@
 
 pub mod body;
 pub mod checks;
-pub mod client;
 pub mod config;
+pub mod hop;
 pub mod metrics;
 pub mod request;
 
@@ -74,7 +75,7 @@ impl Destination {
         let url = request::parse_target(target)?;
         let url_host = unbracket(url.host_str().unwrap_or_default()).to_string();
         let host_override = cx.hostname.map(str::to_string).or_else(|| s.host.clone());
-        let address = if s.skip_resolve_phase_with_proxy && client::proxied(s, &url) {
+        let address = if s.skip_resolve_phase_with_proxy && hop::proxied(s, &url) {
             None
         } else {
             Some(address::resolve_target(cx, &url_host, s.address, Some(&HTTP_DURATION)).await?)
@@ -118,7 +119,7 @@ impl Destination {
 
 /// The response the probe judges, and how it was reached.
 struct Fetched {
-    hop: client::HopResponse,
+    hop: hop::HopResponse,
     /// The method of the final request (redirects may turn POST into GET).
     method: http::Method,
     /// `probe_http_redirects`: followed redirects; 1 when not following;
@@ -151,10 +152,10 @@ async fn fetch(
             !body.is_empty(),
         )
         .await?;
-        let hop = client::round_trip(
+        let hop = hop::round_trip(
             cx,
             s,
-            client::Hop {
+            hop::Hop {
                 url: &dest.url,
                 address: dest.address,
                 host_header: &dest.host_header,
@@ -229,7 +230,7 @@ pub async fn probe(
 ) -> Result<(), ProbeFailure> {
     let dest = Destination::first(cx, target, s).await?;
     let fetched = fetch(cx, s, dest).await?;
-    let client::HopResponse {
+    let hop::HopResponse {
         response,
         tls,
         connection,

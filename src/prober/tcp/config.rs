@@ -153,6 +153,7 @@ pub fn shown(mut t: TcpProbeFile) -> TcpProbeFile {
 mod tests {
     use crate::net::address::IpProtocol;
     use crate::prober::registry::test_support::*;
+
     #[test]
     fn tcp_query_response() {
         let yaml = r#"

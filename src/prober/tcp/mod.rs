@@ -10,10 +10,11 @@ pub mod config;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 
 use super::address::{self, split_host_port};
+use super::connect::{self, TlsReport};
 use super::metrics::GaugeSpec;
 use super::reason::{FailureReason, ProbeFailure};
 use super::registry::Prober;
-use super::{FAILED_DUE_TO_REGEX, ProbeContext, connect, tls_metrics};
+use super::{FAILED_DUE_TO_REGEX, ProbeContext, tls_metrics};
 use crate::config::{ConfigError, Ctx};
 use crate::net::tls::Alpn;
 use crate::net::{Connector, Endpoint, Stream, TlsRequest};
@@ -83,7 +84,7 @@ pub async fn probe(
         port,
         address: Some(ip),
     };
-    let conn = connect::open_recorded(cx, None, &connector, endpoint).await?;
+    let conn = connect::open(cx, None, &connector, endpoint, TlsReport::Now).await?;
     let mut reader = BufReader::new(conn.stream);
     for (i, step) in s.query_response.iter().enumerate() {
         reader = run_step(cx, reader, step, i, s, &server_name).await?;

@@ -4,10 +4,11 @@
 pub mod config;
 
 use super::address::{self, split_host_port};
+use super::connect::{self, TlsReport};
 use super::metrics::{GaugeSpec, Presence};
 use super::reason::ProbeFailure;
 use super::registry::Prober;
-use super::{ProbeContext, connect, tls_metrics};
+use super::{ProbeContext, tls_metrics};
 use crate::config::{ConfigError, Ctx};
 use crate::net::tls::Alpn;
 use crate::net::{Connector, Endpoint, TlsRequest};
@@ -55,7 +56,14 @@ impl Prober for TlsProbeSettings {
             port,
             address: Some(ip),
         };
-        connect::open_recorded(cx, Some(&TLS_DURATION), &connector, endpoint).await?;
+        connect::open(
+            cx,
+            Some(&TLS_DURATION),
+            &connector,
+            endpoint,
+            TlsReport::Now,
+        )
+        .await?;
         Ok(())
     }
 }

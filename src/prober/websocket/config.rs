@@ -313,6 +313,7 @@ mod tests {
     use crate::config::client::{Authorization, SecretSource};
     use crate::net::address::AddressPolicy;
     use crate::prober::registry::test_support::*;
+
     #[test]
     fn websocket_blackbox_master_module() {
         let yaml = r#"

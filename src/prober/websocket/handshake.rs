@@ -20,7 +20,7 @@ use crate::prober::client::conn::{self, ConnectionTask};
 use crate::prober::client::{
     append_extra_headers, authorization_value, host_header_value, user_agent,
 };
-use crate::prober::reason::{FailureReason, ProbeFailure};
+use crate::prober::reason::{FailureReason, ProbeFailure, closed_before_answer};
 
 /// The upgraded connection, ready for messages.
 pub type Ws = WebSocketStream<TokioIo<hyper::upgrade::Upgraded>>;
@@ -288,7 +288,7 @@ pub async fn upgrade_h2(
                 let context = "HTTP/2 connection ended during the handshake";
                 return Err(match result {
                     Err(e) => ProbeFailure::hyper(&e, context),
-                    Ok(()) => fail(FailureReason::ConnectionReset, format!("{context}: closed")),
+                    Ok(()) => fail(closed_before_answer(), format!("{context}: closed")),
                 });
             }
             _ = tick.tick() => {}

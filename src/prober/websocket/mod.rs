@@ -14,7 +14,7 @@ pub mod handshake;
 
 use super::address;
 use super::client::{self as http_client, authority, proxy_for};
-use super::connect;
+use super::connect::{self, TlsReport};
 use super::metrics::{GaugeSpec, Presence};
 use super::reason::{FailureReason, ProbeFailure};
 use super::registry::Prober;
@@ -171,7 +171,7 @@ impl Target {
             port: self.port,
             address: Some(self.address),
         };
-        connect::open_recorded(cx, Some(&WS_DURATION), &connector, endpoint).await
+        connect::open(cx, Some(&WS_DURATION), &connector, endpoint, TlsReport::Now).await
     }
 }
 

@@ -22,7 +22,7 @@ use crate::net::tls::TlsInfo;
 use crate::prober::ProbeContext;
 use crate::prober::client::conn::{self, ConnectionTask};
 use crate::prober::client::{self as http_client, host_header_value, proxy_for, secret_header};
-use crate::prober::connect;
+use crate::prober::connect::{self, TlsReport};
 use crate::prober::reason::{FailureReason, ProbeFailure};
 
 /// What one hop sends.
@@ -82,7 +82,14 @@ pub async fn round_trip(
     };
     // A failed handshake reports this hop's certificates: the final
     // response never came.
-    let opened = connect::open(cx, Some(&HTTP_DURATION), &connector, endpoint).await?;
+    let opened = connect::open(
+        cx,
+        Some(&HTTP_DURATION),
+        &connector,
+        endpoint,
+        TlsReport::ByCaller,
+    )
+    .await?;
     let h2 = opened.is_h2();
     let tls = opened.tls;
 
