@@ -533,6 +533,13 @@ async fn proxy_without_upgrade_headers_to_silent_backend_is_502() {
         "{}",
         out.text
     );
+    // The backend's task counts its failed handshake right after it closed
+    // the connection, which is what made nginx answer: it may not have run
+    // yet when the probe returns.
+    let counted = tokio::time::Instant::now() + Duration::from_secs(2);
+    while handshake_errors.load(Ordering::SeqCst) == 0 && tokio::time::Instant::now() < counted {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     assert_eq!(handshake_errors.load(Ordering::SeqCst), 1);
     assert!(
         nginx
