@@ -22,7 +22,9 @@ use serde::{Deserialize, Serialize};
 
 use super::duration::parse_duration;
 use super::file::{OrderedMap, Scalar};
+use super::policy::{TargetPolicyFile, build_policy};
 use crate::net::address::{AddressPolicy, IpProtocol};
+use crate::net::policy::{Policy, TargetPolicy};
 use crate::net::tls::TlsBuildError;
 
 /// The embedded config used when the default `blackbox.yml` does not exist.
@@ -67,6 +69,9 @@ pub enum ConfigError {
         cause: Box<TlsBuildError>,
         detail: String,
     },
+    /// An error in the top-level `target_policy`.
+    #[error("{key}: {message}")]
+    TopLevel { key: String, message: String },
     #[error("error rendering config: {0}")]
     Render(String),
 }
@@ -87,6 +92,8 @@ pub trait ModuleDoc: DeserializeOwned + Serialize + Default + Clone {
 
     fn prober(&self) -> Option<&str>;
     fn timeout(&self) -> Option<&Scalar>;
+    /// The module's own `target_policy`, if it has one.
+    fn target_policy(&self) -> Option<&TargetPolicyFile>;
     /// Validate the block of the prober `name` and build its settings;
     /// also returns the block as shown (defaults filled in). None when no
     /// prober has that name.
@@ -98,6 +105,10 @@ pub trait ModuleDoc: DeserializeOwned + Serialize + Default + Clone {
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, bound = "M: ModuleDoc")]
 pub struct ConfigFile<M> {
+    /// Applies to every module; absent: the built-in policy
+    /// ([`Policy::builtin`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_policy: Option<TargetPolicyFile>,
     /// `modules:` may be empty or null; both mean no modules.
     #[serde(default)]
     pub modules: Option<OrderedMap<M>>,
@@ -118,6 +129,8 @@ pub struct Module<P> {
     pub name: String,
     /// The module `timeout`, if set (> 0).
     pub timeout: Option<Duration>,
+    /// The top-level policy and the module's: who its probes may reach.
+    pub target_policy: TargetPolicy,
     pub prober: P,
     /// This module alone as YAML, 2-space indent, secrets masked (debug page).
     pub masked_yaml: String,
@@ -146,6 +159,13 @@ pub fn load_str<M: ModuleDoc>(
     base_dir: &Path,
 ) -> Result<Config<M::Prober>, ConfigError> {
     let file: ConfigFile<M> = parse(yaml)?;
+    let top = match &file.target_policy {
+        Some(p) => build_policy("target_policy", p, |key, message| ConfigError::TopLevel {
+            key,
+            message,
+        })?,
+        None => Arc::new(Policy::builtin()),
+    };
     let modules_file = file.modules.unwrap_or_default();
     let mut modules = BTreeMap::new();
     let mut shown = BTreeMap::new();
@@ -154,11 +174,12 @@ pub fn load_str<M: ModuleDoc>(
             module: name,
             base_dir,
         };
-        let (module, as_shown) = build_module(&ctx, module_file)?;
+        let (module, as_shown) = build_module(&ctx, module_file, &top)?;
         shown.insert(name.to_string(), as_shown);
         modules.insert(name.to_string(), Arc::new(module));
     }
     let whole = ConfigFile {
+        target_policy: file.target_policy,
         modules: Some(OrderedMap(shown.into_iter().collect())),
     };
     let masked_yaml = render(&whole)?;
@@ -191,7 +212,11 @@ fn render<T: Serialize>(value: &T) -> Result<String, ConfigError> {
     serde_saphyr::to_string(value).map_err(|e| ConfigError::Render(e.to_string()))
 }
 
-fn build_module<M: ModuleDoc>(ctx: &Ctx<'_>, m: &M) -> Result<(Module<M::Prober>, M), ConfigError> {
+fn build_module<M: ModuleDoc>(
+    ctx: &Ctx<'_>,
+    m: &M,
+    top: &Arc<Policy>,
+) -> Result<(Module<M::Prober>, M), ConfigError> {
     let timeout = match m.timeout() {
         None => None,
         Some(t) => {
@@ -200,6 +225,21 @@ fn build_module<M: ModuleDoc>(ctx: &Ctx<'_>, m: &M) -> Result<(Module<M::Prober>
             (d > Duration::ZERO).then_some(d)
         }
     };
+    let mut policies = vec![top.clone()];
+    if let Some(own) = m.target_policy() {
+        policies.push(build_policy(
+            &format!("modules.{}.target_policy", ctx.module),
+            own,
+            |key, message| ConfigError::Invalid {
+                module: ctx.module.to_string(),
+                key: key
+                    .strip_prefix(&format!("modules.{}.", ctx.module))
+                    .unwrap_or(&key)
+                    .to_string(),
+                message,
+            },
+        )?);
+    }
     let prober_name = m.prober().map(str::trim).unwrap_or("");
     let names = M::PROBERS.join(", ");
     if prober_name.is_empty() {
@@ -217,6 +257,7 @@ fn build_module<M: ModuleDoc>(ctx: &Ctx<'_>, m: &M) -> Result<(Module<M::Prober>
         Module {
             name: ctx.module.to_string(),
             timeout,
+            target_policy: TargetPolicy::new(policies),
             prober,
             masked_yaml,
         },

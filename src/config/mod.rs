@@ -12,6 +12,7 @@ pub mod client;
 pub mod duration;
 pub mod file;
 pub mod load;
+pub mod policy;
 #[cfg(test)]
 pub mod schema;
 pub mod tls;

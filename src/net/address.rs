@@ -38,6 +38,68 @@ impl Default for AddressPolicy {
     }
 }
 
+/// An address range (`10.0.0.0/8`, `fe80::/10`); a bare address is a /32
+/// or /128. IPv4-mapped IPv6 addresses count as the IPv4 address they map,
+/// on both sides.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cidr {
+    addr: IpAddr,
+    prefix: u8,
+}
+
+impl Cidr {
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let text = text.trim();
+        let (addr, prefix) = match text.split_once('/') {
+            Some((a, p)) => (a, Some(p)),
+            None => (text, None),
+        };
+        let addr: IpAddr = unbracket(addr)
+            .parse()
+            .map_err(|_| format!("{text:?} is not an IP address or CIDR"))?;
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let prefix = match prefix {
+            None => max,
+            Some(p) => p
+                .parse::<u8>()
+                .ok()
+                .filter(|p| *p <= max)
+                .ok_or_else(|| format!("{text:?}: prefix length must be 0 to {max}"))?,
+        };
+        Ok(match addr {
+            IpAddr::V6(v6) if prefix >= 96 && v6.to_ipv4_mapped().is_some() => Cidr {
+                addr: addr.to_canonical(),
+                prefix: prefix - 96,
+            },
+            _ => Cidr { addr, prefix },
+        })
+    }
+
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        match (self.addr, ip.to_canonical()) {
+            (IpAddr::V4(n), IpAddr::V4(i)) => {
+                let mask = u32::MAX
+                    .checked_shl(32 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u32::from(n) & mask == u32::from(i) & mask
+            }
+            (IpAddr::V6(n), IpAddr::V6(i)) => {
+                let mask = u128::MAX
+                    .checked_shl(128 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u128::from(n) & mask == u128::from(i) & mask
+            }
+            _ => false,
+        }
+    }
+}
+
+impl std::fmt::Display for Cidr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.addr, self.prefix)
+    }
+}
+
 /// Strip the brackets of an IPv6 URL host (`[::1]`).
 pub fn unbracket(host: &str) -> &str {
     host.strip_prefix('[')
@@ -155,6 +217,28 @@ mod tests {
         assert_eq!(host_without_port("a.test"), "a.test");
         assert_eq!(host_without_port("[::1]:443"), "::1");
         assert_eq!(host_without_port("::1"), "::1");
+    }
+
+    #[test]
+    fn ranges() {
+        let c = |s: &str| Cidr::parse(s).unwrap();
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        assert!(c("127.0.0.0/8").contains(ip("127.1.2.3")));
+        assert!(!c("127.0.0.0/8").contains(ip("128.0.0.1")));
+        assert!(c("0.0.0.0/0").contains(ip("1.2.3.4")));
+        assert!(!c("0.0.0.0/0").contains(ip("::1")));
+        assert!(c("::/0").contains(ip("::1")));
+        assert!(c("10.0.0.1").contains(ip("10.0.0.1")));
+        assert!(!c("10.0.0.1").contains(ip("10.0.0.2")));
+        assert!(c("fe80::/10").contains(ip("fe80::1")));
+        assert!(c("169.254.0.0/16").contains(ip("::ffff:169.254.169.254")));
+        assert!(c("::ffff:169.254.0.0/112").contains(ip("169.254.1.1")));
+        assert!(c("[::1]").contains(ip("::1")));
+        assert_eq!(c("10.0.0.0/8").to_string(), "10.0.0.0/8");
+        assert!(Cidr::parse("10.0.0.0/33").is_err());
+        assert!(Cidr::parse("::/129").is_err());
+        assert!(Cidr::parse("nope/8").is_err());
+        assert!(Cidr::parse("10.0.0.0/x").is_err());
     }
 
     #[test]

@@ -7,12 +7,17 @@
 //! the prober supplies; they are reported when a phase ends *or is
 //! cancelled* (the probe's deadline drops this future), so a timed-out probe
 //! still shows where it was.
+//!
+//! The target policy is enforced here, where every socket is opened: the
+//! name before it is resolved, the address right before it is dialled, so
+//! no prober, redirect hop or reconnect can reach a forbidden address.
 
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use super::address::{AddressPolicy, resolve};
+use super::policy::TargetPolicy;
 use super::proxy::{ProxyUrl, tunnel};
 use super::tls::{Alpn, TlsClient, TlsInfo, handshake_with};
 use super::{NetError, Secret, Stream, cert, dial};
@@ -108,7 +113,12 @@ pub struct TlsRequest<'a> {
 /// How to reach an endpoint.
 #[derive(Debug, Clone, Copy)]
 pub struct Connector<'a> {
-    pub policy: AddressPolicy,
+    /// Which address of the endpoint's name to use.
+    pub address: AddressPolicy,
+    /// Who may be reached: checked on the name before it is resolved and
+    /// on the address before it is dialled (a proxy is the operator's own
+    /// and is not checked).
+    pub targets: &'a TargetPolicy,
     /// `source_ip_address`: bind the socket to it.
     pub source: Option<IpAddr>,
     pub proxy: Option<ProxyHop<'a>>,
@@ -138,11 +148,15 @@ impl Connector<'_> {
         endpoint: Endpoint<'_>,
         observer: &dyn Observer,
     ) -> Result<Connection, NetError> {
+        self.targets.check_name(endpoint.host)?;
+        if let Some(ip) = endpoint.address {
+            self.targets.check_address(endpoint.host, ip)?;
+        }
         let (peer, connecting) = match &self.proxy {
             // Looking up the proxy is part of reaching it.
             Some(hop) => {
                 let connecting = PhaseTimer::start(observer, Phase::Connect);
-                let ip = resolve(&hop.url.host(), self.policy).await?;
+                let ip = resolve(&hop.url.host(), self.address).await?;
                 (SocketAddr::new(ip, hop.url.port()), connecting)
             }
             None => {
@@ -150,7 +164,11 @@ impl Connector<'_> {
                     Some(ip) => ip,
                     None => {
                         let _lookup = PhaseTimer::start(observer, Phase::Resolve);
-                        resolve(endpoint.host, self.policy).await?
+                        let ip = resolve(endpoint.host, self.address).await?;
+                        // Every hop's address, not only the first one's:
+                        // a redirect cannot lead around the policy.
+                        self.targets.check_address(endpoint.host, ip)?;
+                        ip
                     }
                 };
                 let peer = SocketAddr::new(ip, endpoint.port);

@@ -5,6 +5,7 @@
 use std::error::Error as StdError;
 use std::io;
 
+use super::policy::Forbidden;
 use super::tls::TlsInfo;
 
 /// Why opening a connection failed.
@@ -27,6 +28,9 @@ pub enum NetError {
     /// The HTTP proxy did not open the tunnel.
     #[error("{0}")]
     Proxy(#[from] ProxyError),
+    /// The target policy refuses the target (no connection was made).
+    #[error("{0}")]
+    Forbidden(#[from] Forbidden),
     /// The name cannot be sent as a TLS server name.
     #[error("invalid TLS server name {name:?}: {reason}")]
     ServerName { name: String, reason: String },

@@ -13,6 +13,7 @@ pub mod connector;
 pub mod dial;
 pub mod error;
 pub mod ocsp;
+pub mod policy;
 pub mod proxy;
 pub mod secret;
 pub mod tls;

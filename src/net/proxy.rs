@@ -6,7 +6,7 @@ use std::net::IpAddr;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use super::address::{authority, unbracket};
+use super::address::{Cidr, authority, unbracket};
 use super::error::ProxyError;
 use super::{Secret, Stream};
 
@@ -135,15 +135,11 @@ fn no_proxy_matches(entry: &str, host: &str, port: u16) -> bool {
     if entry == "*" {
         return true;
     }
-    if let Some((net, bits)) = entry.split_once('/') {
-        let (Ok(net), Ok(bits), Ok(ip)) = (
-            net.parse::<IpAddr>(),
-            bits.parse::<u32>(),
-            host.parse::<IpAddr>(),
-        ) else {
+    if entry.contains('/') {
+        let (Ok(net), Ok(ip)) = (Cidr::parse(&entry), host.parse::<IpAddr>()) else {
             return false;
         };
-        return cidr_contains(net, bits, ip);
+        return net.contains(ip);
     }
     let (name, entry_port) = match entry.rsplit_once(':') {
         Some((n, p)) if !n.contains(':') || n.ends_with(']') => (n, p.parse::<u16>().ok()),
@@ -155,28 +151,6 @@ fn no_proxy_matches(entry: &str, host: &str, port: u16) -> bool {
     let name = unbracket(name.trim_start_matches("*."));
     let name = name.trim_start_matches('.');
     host == name || host.ends_with(&format!(".{name}"))
-}
-
-fn cidr_contains(net: IpAddr, bits: u32, ip: IpAddr) -> bool {
-    match (net, ip) {
-        (IpAddr::V4(n), IpAddr::V4(i)) if bits <= 32 => {
-            let mask = if bits == 0 {
-                0
-            } else {
-                u32::MAX << (32 - bits)
-            };
-            u32::from(n) & mask == u32::from(i) & mask
-        }
-        (IpAddr::V6(n), IpAddr::V6(i)) if bits <= 128 => {
-            let mask = if bits == 0 {
-                0
-            } else {
-                u128::MAX << (128 - bits)
-            };
-            u128::from(n) & mask == u128::from(i) & mask
-        }
-        _ => false,
-    }
 }
 
 /// Longest CONNECT response head we read.

@@ -6,7 +6,9 @@ use std::time::Instant;
 use super::ProbeContext;
 use super::metrics::GaugeSpec;
 use super::reason::ProbeFailure;
+use crate::net::NetError;
 use crate::net::address::{self as resolve, AddressPolicy};
+use crate::net::policy::Forbidden;
 
 pub static DNS_LOOKUP_TIME: GaugeSpec = GaugeSpec::when_set(
     "probe_dns_lookup_time_seconds",
@@ -40,6 +42,8 @@ pub async fn resolve_target(
         "Resolving target address",
         &[("target", &host), ("ip_protocol", &protocol)],
     );
+    // A name the policy refuses is not even looked up.
+    cx.targets.check_name(host).map_err(|e| refused(cx, e))?;
     let start = Instant::now();
     let result = resolve::resolve(host, policy).await;
     let elapsed = start.elapsed().as_secs_f64();
@@ -55,6 +59,9 @@ pub async fn resolve_target(
                 .set(&IP_ADDR_HASH, f64::from(resolve::ip_hash(&ip)));
             cx.log
                 .info("Resolved target address", &[("target", &host), ("ip", &ip)]);
+            cx.targets
+                .check_address(host, ip)
+                .map_err(|e| refused(cx, e))?;
             Ok(ip)
         }
         Err(e) => {
@@ -62,6 +69,12 @@ pub async fn resolve_target(
             Err(e.into())
         }
     }
+}
+
+fn refused(cx: &ProbeContext<'_>, e: Forbidden) -> ProbeFailure {
+    cx.log
+        .error("Target refused by the target policy", &[("err", &e)]);
+    ProbeFailure::from(NetError::Forbidden(e))
 }
 
 /// Split a `host:port` target (IPv6 literals in brackets).

@@ -34,6 +34,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+use crate::net::policy::TargetPolicy;
 use log::{LogFormat, ProbeLog};
 use metrics::{GaugeSpec, ProbeMetrics};
 use reason::{FailureReason, ProbeFailure};
@@ -79,6 +80,9 @@ pub struct ProbeContext<'a> {
     /// The `hostname` query parameter (Host header and SNI for http,
     /// server_name for tcp/tls).
     pub hostname: Option<&'a str>,
+    /// Who this probe may reach (the module's and the top-level policy);
+    /// every connector the prober builds carries it.
+    pub targets: &'a TargetPolicy,
     on_deadline: Mutex<FailureReason>,
 }
 
@@ -139,6 +143,7 @@ pub async fn run_probe(req: ProbeRequest<'_>) -> ProbeReport {
         log: &log,
         deadline: start + req.timeout,
         hostname: req.hostname,
+        targets: &req.module.target_policy,
         on_deadline: Mutex::new(FailureReason::Timeout),
     };
     let result = match tokio::time::timeout_at(

@@ -196,6 +196,7 @@ pub fn net_reason(e: &NetError) -> FailureReason {
             ProxyError::HeadTooLong | ProxyError::Refused { .. } => R::NetworkError,
         },
         NetError::ServerName { .. } => R::InvalidTarget,
+        NetError::Forbidden(_) => R::TargetForbidden,
     }
 }
 

@@ -18,6 +18,7 @@ use super::metrics::GaugeSpec;
 use super::reason::{FailureReason, ProbeFailure};
 use super::{ProbeContext, http, tcp, tls, websocket};
 use crate::config::file::{Scalar, Unsupported};
+use crate::config::policy::TargetPolicyFile;
 use crate::config::{self, ConfigError, Ctx, ModuleDoc};
 
 /// What a prober provides.
@@ -60,6 +61,10 @@ macro_rules! probers {
             /// Go duration text; parsed at load so the error names the module.
             #[serde(skip_serializing_if = "crate::config::file::is_default")]
             pub timeout: Option<Scalar>,
+            /// Who this module's probes may reach, on top of the top-level
+            /// policy.
+            #[serde(skip_serializing_if = "crate::config::file::is_default")]
+            pub target_policy: Option<TargetPolicyFile>,
             $(
                 #[serde(skip_serializing_if = "crate::config::file::is_default")]
                 pub $name: Option<<$ty as Prober>::Block>,
@@ -126,6 +131,10 @@ macro_rules! probers {
                 self.timeout.as_ref()
             }
 
+            fn target_policy(&self) -> Option<&TargetPolicyFile> {
+                self.target_policy.as_ref()
+            }
+
             fn build(
                 &self,
                 ctx: &Ctx<'_>,
@@ -134,6 +143,7 @@ macro_rules! probers {
                 let mut shown = ModuleFile {
                     prober: self.prober.clone(),
                     timeout: self.timeout.clone(),
+                    target_policy: self.target_policy.clone(),
                     ..ModuleFile::default()
                 };
                 match name {

@@ -130,6 +130,14 @@ pub async fn route(app: &Arc<App>, req: Request<Incoming>) -> Reply {
     let path = req.uri().path().to_string();
     match path.as_str() {
         "/probe" => {
+            if req.headers().contains_key(crate::prober::client::LOOP_MARK) {
+                app.metrics.refused(self_metrics::Refused::Loop);
+                return Reply::text(
+                    508,
+                    "Loop detected: this request was sent by a probe of a handshake_exporter\n"
+                        .into(),
+                );
+            }
             let query = query_pairs(&req);
             let header = req
                 .headers()

@@ -14,6 +14,25 @@ pub struct ExporterMetrics {
     pub probes_total: IntCounterVec,
     pub probe_duration: HistogramVec,
     pub probes_in_flight: IntGauge,
+    /// `/probe` requests answered without a probe, by why.
+    pub probe_requests_refused: IntCounterVec,
+}
+
+/// Why a `/probe` request was refused before probing.
+#[derive(Debug, Clone, Copy)]
+pub enum Refused {
+    /// The request came from a probe (it carries the loop mark): 508.
+    Loop,
+}
+
+impl Refused {
+    pub const ALL: &[Refused] = &[Refused::Loop];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Refused::Loop => "loop",
+        }
+    }
 }
 
 impl ExporterMetrics {
@@ -66,7 +85,18 @@ impl ExporterMetrics {
             "handshake_exporter_probes_in_flight",
             "Probes currently running",
         )?;
+        let probe_requests_refused = IntCounterVec::new(
+            Opts::new(
+                "handshake_exporter_probe_requests_refused_total",
+                "Probe requests answered without probing, by reason",
+            ),
+            &["reason"],
+        )?;
+        for r in Refused::ALL {
+            probe_requests_refused.with_label_values(&[r.as_str()]);
+        }
         registry.register(Box::new(build_info))?;
+        registry.register(Box::new(probe_requests_refused.clone()))?;
         registry.register(Box::new(config_last_reload_successful.clone()))?;
         registry.register(Box::new(config_last_reload_success_timestamp.clone()))?;
         registry.register(Box::new(module_unknown_total.clone()))?;
@@ -85,7 +115,14 @@ impl ExporterMetrics {
             probes_total,
             probe_duration,
             probes_in_flight,
+            probe_requests_refused,
         })
+    }
+
+    pub fn refused(&self, why: Refused) {
+        self.probe_requests_refused
+            .with_label_values(&[why.as_str()])
+            .inc();
     }
 
     pub fn observe_probe(&self, module: &str, success: bool, seconds: f64) {

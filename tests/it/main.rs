@@ -29,6 +29,7 @@ mod e2e_prometheus;
 mod http_prober;
 mod landing_chromium;
 mod server;
+mod target_policy;
 mod tcp_prober;
 mod tls_prober;
 mod websocket_apps;

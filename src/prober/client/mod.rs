@@ -11,6 +11,7 @@ use http::header::{HeaderMap, HeaderValue};
 use super::reason::{FailureReason, ProbeFailure};
 use crate::config::client::{Authorization, ClientSettings, ExtraHeader, SecretSource};
 use crate::net::address::AddressPolicy;
+use crate::net::policy::TargetPolicy;
 use crate::net::proxy::ProxyUrl;
 use crate::net::tls::Alpn;
 use crate::net::{Connector, ProxyHop, Secret, TlsRequest};
@@ -53,18 +54,19 @@ pub fn alpn(enable_http2: bool) -> Alpn {
     }
 }
 
-/// The connector for one request: the module's address policy, `proxy`
-/// (tunnelled with CONNECT when `tunnel`), and TLS with the module's
-/// client when `tls` says so.
+/// The connector for one request: the module's address and target
+/// policies, `proxy` (tunnelled with CONNECT when `tunnel`), and TLS with
+/// the module's client when `tls` says so.
 pub fn connector<'a>(
     s: &'a ClientSettings,
-    policy: AddressPolicy,
+    (address, targets): (AddressPolicy, &'a TargetPolicy),
     proxy: Option<&'a ProxyUrl>,
     tunnel: bool,
     tls: Option<(&'a str, Alpn)>,
 ) -> Connector<'a> {
     Connector {
-        policy,
+        address,
+        targets,
         source: None,
         proxy: proxy.map(|url| ProxyHop {
             url,
@@ -157,6 +159,18 @@ pub async fn append_extra_headers(
         }
     }
     Ok(())
+}
+
+/// The header every HTTP-based request of a probe carries, so the
+/// exporter's own `/probe` can refuse requests that come from a probe
+/// (508 Loop Detected): a target redirecting to the exporter cannot make it
+/// probe itself, over and over.
+pub const LOOP_MARK: http::HeaderName = http::HeaderName::from_static("x-handshake-exporter-probe");
+
+/// Mark a probe's request (after the module's headers: a module cannot
+/// remove the mark).
+pub fn mark(headers: &mut HeaderMap) {
+    headers.insert(LOOP_MARK, HeaderValue::from_static("1"));
 }
 
 /// The User-Agent header value sent unless the module sets one.

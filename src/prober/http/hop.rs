@@ -74,7 +74,13 @@ pub async fn round_trip(
     let (host, port) = host_port(hop.url);
     let proxy = proxy_for(&s.client, https, &host, port);
     let tls = https.then(|| (hop.server_name, http_client::alpn(s.client.enable_http2)));
-    let connector = http_client::connector(&s.client, s.address, proxy.as_ref(), https, tls);
+    let connector = http_client::connector(
+        &s.client,
+        (s.address, cx.targets),
+        proxy.as_ref(),
+        https,
+        tls,
+    );
     let endpoint = Endpoint {
         host: &host,
         port,

@@ -8,7 +8,7 @@ use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderValue};
 
 use super::config::{Compression, HttpSettings, RequestBody};
-use crate::prober::client::{append_extra_headers, authorization_value, user_agent};
+use crate::prober::client::{append_extra_headers, authorization_value, mark, user_agent};
 use crate::prober::reason::{FailureReason, ProbeFailure};
 
 fn invalid(msg: String) -> ProbeFailure {
@@ -88,6 +88,7 @@ pub async fn hop_headers(
     {
         headers.insert(header::COOKIE, v);
     }
+    mark(&mut headers);
     if !has_body {
         headers.remove(header::CONTENT_LENGTH);
     }

@@ -70,7 +70,8 @@ pub async fn probe(
     let ip = address::resolve_target(cx, &host, s.address, None).await?;
     let server_name = s.tls_client.server_name_for(cx.hostname, &host);
     let connector = Connector {
-        policy: s.address,
+        address: s.address,
+        targets: cx.targets,
         source: s.source_ip_address,
         proxy: None,
         // With no dialog nothing will read: wait for a TLS 1.3

@@ -40,7 +40,8 @@ impl Prober for TlsProbeSettings {
         let ip = address::resolve_target(cx, &host, self.address, Some(&TLS_DURATION)).await?;
         let server_name = self.tls_client.server_name_for(cx.hostname, &host);
         let connector = Connector {
-            policy: self.address,
+            address: self.address,
+            targets: cx.targets,
             source: None,
             proxy: None,
             tls: Some(TlsRequest {

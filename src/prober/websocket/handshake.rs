@@ -18,7 +18,7 @@ use crate::net::Stream;
 use crate::prober::ProbeContext;
 use crate::prober::client::conn::{self, ConnectionTask};
 use crate::prober::client::{
-    append_extra_headers, authorization_value, host_header_value, user_agent,
+    append_extra_headers, authorization_value, host_header_value, mark, user_agent,
 };
 use crate::prober::reason::{FailureReason, ProbeFailure, closed_before_answer};
 
@@ -74,6 +74,7 @@ async fn handshake_headers(s: &WebSocketSettings) -> Result<HeaderMap, ProbeFail
         header::SEC_WEBSOCKET_VERSION,
         HeaderValue::from_static("13"),
     );
+    mark(&mut headers);
     if !s.subprotocols.is_empty() {
         let v = HeaderValue::from_str(&s.subprotocols.join(", "))
             .map_err(|_| fail(FailureReason::InvalidTarget, "invalid subprotocol names"))?;

@@ -164,8 +164,13 @@ impl Target {
         alpn: Alpn,
     ) -> Result<Connection, ProbeFailure> {
         let tls = self.secure.then_some((self.server_name.as_str(), alpn));
-        let connector =
-            http_client::connector(&s.client, s.address, self.proxy.as_ref(), true, tls);
+        let connector = http_client::connector(
+            &s.client,
+            (s.address, cx.targets),
+            self.proxy.as_ref(),
+            true,
+            tls,
+        );
         let endpoint = Endpoint {
             host: &self.host,
             port: self.port,
