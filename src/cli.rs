@@ -58,6 +58,10 @@ pub struct Cli {
     #[arg(long = "timeout-offset", default_value_t = 0.5)]
     pub timeout_offset: f64,
 
+    /// Probes that may run at once; beyond it /probe answers 503 at once.
+    #[arg(long = "probe.max-in-flight", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_in_flight: u32,
+
     /// The maximum amount of items to keep in the history.
     #[arg(long = "history.limit", default_value_t = 100)]
     pub history_limit: usize,

@@ -71,6 +71,7 @@ async fn serve(cli: Cli, config: ConfigState, log_format: LogFormat) -> anyhow::
         None => None,
     };
     let app = App {
+        probe_slots: std::sync::Arc::new(tokio::sync::Semaphore::new(cli.max_in_flight as usize)),
         config,
         history: History::new(cli.history_limit),
         metrics,
@@ -79,6 +80,7 @@ async fn serve(cli: Cli, config: ConfigState, log_format: LogFormat) -> anyhow::
             timeout_offset: cli.timeout_offset,
             history_limit: cli.history_limit,
             log_format,
+            max_in_flight: cli.max_in_flight as usize,
         },
         web,
     };

@@ -118,6 +118,9 @@ pub struct ConfigFile<M> {
 #[derive(Debug)]
 pub struct Config<P> {
     pub modules: BTreeMap<String, Arc<Module<P>>>,
+    /// The document has a `modules:` mapping (possibly `{}`); false for an
+    /// empty file or one with only comments, which a reload refuses.
+    pub modules_declared: bool,
     /// The config rendered back as YAML, secrets shown as `<secret>`
     /// (served on `/config`).
     pub masked_yaml: String,
@@ -166,6 +169,7 @@ pub fn load_str<M: ModuleDoc>(
         })?,
         None => Arc::new(Policy::builtin()),
     };
+    let modules_declared = file.modules.is_some();
     let modules_file = file.modules.unwrap_or_default();
     let mut modules = BTreeMap::new();
     let mut shown = BTreeMap::new();
@@ -185,6 +189,7 @@ pub fn load_str<M: ModuleDoc>(
     let masked_yaml = render(&whole)?;
     Ok(Config {
         modules,
+        modules_declared,
         masked_yaml,
     })
 }

@@ -17,6 +17,7 @@ pub mod policy;
 pub mod proxy;
 pub mod secret;
 pub mod tls;
+pub mod userinfo;
 
 pub use connector::{Connection, Connector, Endpoint, Observer, Phase, ProxyHop, TlsRequest};
 pub use error::NetError;

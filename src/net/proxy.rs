@@ -8,7 +8,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::address::{Cidr, authority, unbracket};
 use super::error::ProxyError;
-use super::{Secret, Stream};
+use super::{Secret, Stream, userinfo};
 
 /// A proxy URL. `Debug` and `Display` hide its password, as
 /// prometheus/common's `url.Redacted()` does.
@@ -31,24 +31,12 @@ impl ProxyUrl {
     /// `Basic …` from the user info, if the URL has any (sent as
     /// Proxy-Authorization).
     pub fn basic_authorization(&self) -> Option<Secret> {
-        use base64::Engine as _;
-        if self.0.username().is_empty() {
-            return None;
-        }
-        let user = percent_encoding::percent_decode_str(self.0.username()).decode_utf8_lossy();
-        let pass = percent_encoding::percent_decode_str(self.0.password().unwrap_or(""))
-            .decode_utf8_lossy();
-        let token = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}"));
-        Some(Secret::new(format!("Basic {token}")))
+        userinfo::basic_authorization(&self.0)
     }
 
     /// The URL as shown: the password replaced by `xxxxx`.
     pub fn redacted(&self) -> String {
-        let mut shown = self.0.clone();
-        if shown.password().is_some() && shown.set_password(Some("xxxxx")).is_ok() {
-            return shown.to_string();
-        }
-        self.0.to_string()
+        userinfo::redact(self.0.as_str())
     }
 }
 

@@ -47,7 +47,8 @@ impl ProbeLog {
     pub fn new(module: &str, target: &str, format: LogFormat) -> Self {
         Self {
             module: module.to_string(),
-            target: target.to_string(),
+            // A target's password (`http://user:pw@host/`) is never shown.
+            target: crate::net::userinfo::redact(target),
             format,
             lines: Mutex::new(Vec::new()),
         }

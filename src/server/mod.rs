@@ -35,10 +35,15 @@ pub struct ServerOptions {
     pub timeout_offset: f64,
     pub history_limit: usize,
     pub log_format: LogFormat,
+    /// `--probe.max-in-flight`.
+    pub max_in_flight: usize,
 }
 
 /// Shared state of all requests.
 pub struct App {
+    /// One permit per probe running; a probe holds its permit until it
+    /// ends, even when its caller has gone.
+    pub probe_slots: Arc<tokio::sync::Semaphore>,
     pub config: ConfigState,
     pub history: History,
     pub metrics: ExporterMetrics,
@@ -141,7 +146,7 @@ pub async fn route(app: &Arc<App>, req: Request<Incoming>) -> Reply {
             let query = query_pairs(&req);
             let header = req
                 .headers()
-                .get("X-Prometheus-Scrape-Timeout-Seconds")
+                .get(probe::SCRAPE_TIMEOUT_HEADER)
                 .and_then(|v| v.to_str().ok())
                 .map(str::to_string);
             probe::handle(app, &query, header.as_deref()).await
@@ -229,7 +234,10 @@ fn logs(app: &App, query: &[(String, String)]) -> Reply {
                 None => return Reply::text(404, "Probe id not found\n".into()),
             }
         }
-        (None, Some(t)) => match app.history.latest_by_target(t, module) {
+        (None, Some(t)) => match app
+            .history
+            .latest_by_target(&crate::net::userinfo::redact(t), module)
+        {
             Some(e) => e,
             None => return Reply::text(404, "Probe target not found\n".into()),
         },

@@ -8,6 +8,7 @@ use crate::prober::{self, ProbeReport, ProbeRequest};
 use crate::prober::{Module, ProberSettings};
 
 use super::history::HistoryEntry;
+use super::self_metrics::Refused;
 use super::{App, Reply};
 
 /// Scrape timeout assumed when Prometheus sends no header (blackbox: 120 s).
@@ -15,29 +16,34 @@ const DEFAULT_SCRAPE_TIMEOUT: f64 = 120.0;
 /// Longest target accepted; longer ones are a 400, not a probe.
 pub const MAX_TARGET_LEN: usize = 4096;
 
+/// The header Prometheus sends its scrape timeout in.
+pub const SCRAPE_TIMEOUT_HEADER: &str = "X-Prometheus-Scrape-Timeout-Seconds";
+/// A larger finite scrape timeout is taken as this (a day): a huge value
+/// cannot overflow the deadline, and the module timeout rules.
+const MAX_SCRAPE_TIMEOUT: f64 = 86_400.0;
+
 /// blackbox's timeout rule without its zero-deadline footgun:
 /// `min(module timeout, scrape timeout - offset)`; when the offset eats the
 /// whole scrape timeout, `min(module timeout, scrape timeout)` instead of
 /// blackbox's zero (or a module timeout longer than the scrape).
+///
+/// An empty header counts as absent; one that is not a finite positive
+/// number (`NaN`, `-1`, `0`, `+Inf`, `abc`) is an error (a 400).
 pub fn probe_timeout(
     module_timeout: Option<Duration>,
     header: Option<&str>,
     offset: f64,
 ) -> Result<Duration, String> {
-    let scrape = match header {
+    let scrape = match header.map(str::trim).filter(|h| !h.is_empty()) {
         None => DEFAULT_SCRAPE_TIMEOUT,
-        Some(h) => {
-            let v: f64 = h
-                .trim()
-                .parse()
-                .map_err(|e| format!("Failed to parse timeout from Prometheus header: {e}"))?;
-            if !v.is_finite() || v < 0.0 {
+        Some(h) => match h.parse::<f64>() {
+            Ok(v) if v.is_finite() && v > 0.0 => v.min(MAX_SCRAPE_TIMEOUT),
+            _ => {
                 return Err(format!(
-                    "Failed to parse timeout from Prometheus header: invalid value {h:?}"
+                    "Failed to parse timeout from Prometheus header {SCRAPE_TIMEOUT_HEADER}: {h:?} is not a positive number of seconds"
                 ));
             }
-            if v == 0.0 { DEFAULT_SCRAPE_TIMEOUT } else { v }
-        }
+        },
     };
     let budget = scrape - offset;
     let secs = match module_timeout.map(|d| d.as_secs_f64()) {
@@ -103,7 +109,7 @@ pub async fn handle(
     };
     let timeout = match probe_timeout(module.timeout, scrape_timeout, app.options.timeout_offset) {
         Ok(t) => t,
-        Err(e) => return Reply::text(500, format!("{e}\n")),
+        Err(e) => return Reply::text(400, format!("{e}\n")),
     };
     let target = match param("target") {
         Some(t) if !t.is_empty() => t,
@@ -128,17 +134,35 @@ pub async fn handle(
     }
     let debug = param("debug") == Some("true");
 
+    // A slot for the probe, or a refusal at once: the number of probes (and
+    // so of sockets and memory they hold) stays bounded whoever asks.
+    let Ok(slot) = app.probe_slots.clone().try_acquire_owned() else {
+        app.metrics.refused(Refused::InFlight);
+        return Reply::text(
+            503,
+            format!(
+                "Too many probes in flight (--probe.max-in-flight={}); try again later\n",
+                app.options.max_in_flight
+            ),
+        );
+    };
+
     // The probe and its bookkeeping run in their own task: when Prometheus
     // gives up on a scrape and drops the connection, the probe still ends at
     // its deadline and is counted, logged and kept in the history.
-    let task = tokio::spawn(run_and_record(
+    let run = run_and_record(
         app.clone(),
         module,
         module_name.to_string(),
         target.to_string(),
         hostname.map(str::to_string),
         timeout,
-    ));
+    );
+    let task = tokio::spawn(async move {
+        let done = run.await;
+        drop(slot);
+        done
+    });
     let (report_text, debug_page) = match task.await {
         Ok(done) => done,
         Err(e) => return Reply::text(500, format!("probe task failed: {e}\n")),
@@ -176,7 +200,9 @@ async fn run_and_record(
     app.history.add(HistoryEntry {
         id: 0,
         module: module_name,
-        target,
+        // As shown on the landing page and looked up by /logs: without
+        // the password of a `user:password@` target.
+        target: crate::net::userinfo::redact(&target),
         success: report.success,
         failure_reason: report
             .failure
@@ -216,7 +242,20 @@ mod tests {
         assert_eq!(t(Some(20.0), Some("15")), 14.5);
         assert_eq!(t(Some(10.0), None), 10.0);
         assert_eq!(t(None, None), 119.5);
-        assert_eq!(t(None, Some("0")), 119.5);
+        // Empty is absent; a huge value is clamped and the module rules.
+        assert_eq!(t(None, Some("")), 119.5);
+        assert_eq!(t(None, Some("  ")), 119.5);
+        assert_eq!(t(Some(5.0), Some("1e20")), 5.0);
+        assert_eq!(t(None, Some("1e20")), 86_399.5);
+        assert_eq!(t(Some(5.0), Some("1e300")), 5.0);
+    }
+
+    #[test]
+    fn header_values_that_are_not_a_timeout() {
+        for bad in ["0", "-1", "NaN", "+Inf", "inf", "abc", "1e999", "-0"] {
+            let e = probe_timeout(None, Some(bad), 0.5).unwrap_err();
+            assert!(e.contains(SCRAPE_TIMEOUT_HEADER), "{bad}: {e}");
+        }
     }
 
     #[test]

@@ -23,14 +23,17 @@ pub struct ExporterMetrics {
 pub enum Refused {
     /// The request came from a probe (it carries the loop mark): 508.
     Loop,
+    /// `--probe.max-in-flight` probes were running: 503.
+    InFlight,
 }
 
 impl Refused {
-    pub const ALL: &[Refused] = &[Refused::Loop];
+    pub const ALL: &[Refused] = &[Refused::Loop, Refused::InFlight];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Refused::Loop => "loop",
+            Refused::InFlight => "in_flight",
         }
     }
 }

@@ -54,7 +54,16 @@ impl ConfigState {
         let result = tokio::task::spawn_blocking(move || read(&source))
             .await
             .map_err(|e| format!("reload task failed: {e}"))
-            .and_then(|r| r.map_err(|e| e.to_string()));
+            .and_then(|r| r.map_err(|e| e.to_string()))
+            .and_then(|cfg| {
+                // An empty file (or one with only comments) is far more
+                // likely a truncated write than a wish to drop every module.
+                if cfg.modules_declared {
+                    Ok(cfg)
+                } else {
+                    Err("config file has no modules: section (empty or only comments); keeping the running config".to_string())
+                }
+            });
         match result {
             Ok(cfg) => {
                 self.current.store(Arc::new(cfg));

@@ -2354,3 +2354,106 @@ fn unimplemented_keys_are_load_errors() {
     // enable_http3: false is the default and fine.
     load("enable_http3: false\n");
 }
+
+// ---------------------------------------------------------------------------
+// Credentials: user info in the target, redirects to other hosts
+// ---------------------------------------------------------------------------
+
+#[tokio::test]
+async fn user_info_in_the_target_is_basic_auth() {
+    let log = Log::default();
+    let server = recording_server(None, &log, ok);
+    let target = format!(
+        "http://al%40ice:pa%3Ass-SECRET@127.0.0.1:{}/ui",
+        server.port()
+    );
+    let o = probe("", &target).await;
+    o.assert_success();
+    let seen = log.at("/ui");
+    // base64("al@ice:pa:ss-SECRET")
+    assert_eq!(
+        seen.header("authorization").as_deref(),
+        Some("Basic YWxAaWNlOnBhOnNzLVNFQ1JFVA==")
+    );
+    assert_eq!(
+        seen.host.as_deref(),
+        Some(format!("127.0.0.1:{}", server.port()).as_str())
+    );
+    // The password is nowhere in the probe's log or metrics.
+    assert!(!o.log.contains("SECRET"), "{}", o.log);
+    assert!(!o.text.contains("SECRET"), "{}", o.text);
+
+    // The module's own credentials win over the user info (as in Go).
+    let o = probe("bearer_token: module-token\n", &target).await;
+    o.assert_success();
+    assert_eq!(
+        log.all()
+            .last()
+            .and_then(|s| s.header("authorization"))
+            .as_deref(),
+        Some("Bearer module-token")
+    );
+}
+
+#[tokio::test]
+async fn a_redirect_to_another_host_gets_no_credentials() {
+    let log = Log::default();
+    let other = recording_server(None, &log, ok);
+    // Same address, another host name: another host, as for a browser.
+    let elsewhere = other.url_with_host("localhost", "/elsewhere");
+    let same_host = other.url("/same");
+    let origin = recording_server(None, &log, move |seen: &Seen| match seen.path.as_str() {
+        "/to-other" => redirect(StatusCode::FOUND, &elsewhere),
+        _ => redirect(StatusCode::FOUND, &same_host),
+    });
+    let module = "\
+preferred_ip_protocol: ip4
+headers:
+  Authorization: Bearer plain-header-SECRET
+  Cookie: session=cookie-SECRET
+  X-Plain: visible
+http_headers:
+  X-Mixed:
+    values: [value-visible]
+    secrets: [secret-SECRET]
+";
+    let o = probe(module, &origin.url("/to-other")).await;
+    o.assert_success();
+    let seen = log.at("/elsewhere");
+    assert_eq!(seen.header("authorization"), None, "{seen:#?}");
+    assert_eq!(seen.header("cookie"), None, "{seen:#?}");
+    assert_eq!(seen.header_all("x-mixed"), vec!["value-visible"]);
+    assert_eq!(seen.header("x-plain").as_deref(), Some("visible"));
+    assert!(
+        o.log.contains("not sending the module's credentials"),
+        "{}",
+        o.log
+    );
+    // The first hop had them all.
+    let first = log.at("/to-other");
+    assert!(first.header("authorization").is_some());
+    assert_eq!(first.header_all("x-mixed").len(), 2);
+
+    // Another port of the same host is the same host (ports do not count,
+    // as in Go): the credentials go along.
+    let o = probe(
+        "basic_auth:\n  username: u\n  password: p\n",
+        &origin.url("/to-same"),
+    )
+    .await;
+    o.assert_success();
+    assert_eq!(
+        log.at("/same").header("authorization").as_deref(),
+        Some("Basic dTpw")
+    );
+
+    // The module's basic auth does not follow to another host either.
+    let o = probe(
+        "preferred_ip_protocol: ip4\nbasic_auth:\n  username: u\n  password: p\n",
+        &origin.url("/to-other"),
+    )
+    .await;
+    o.assert_success();
+    let last = log.all().into_iter().rev().find(|s| s.path == "/elsewhere");
+    assert_eq!(last.and_then(|s| s.header("authorization")), None);
+}

@@ -370,13 +370,43 @@ async fn probe_rejects_bad_input_with_exact_status_and_body() {
             &[("X-Prometheus-Scrape-Timeout-Seconds", "soon")],
         )
         .await;
-    assert_eq!(r.status, 500, "{}", r.body);
+    assert_eq!(r.status, 400, "{}", r.body);
     assert!(
         r.body
             .starts_with("Failed to parse timeout from Prometheus header"),
         "{}",
         r.body
     );
+    // Never a 500 or a dropped connection: every value that is not a
+    // timeout is a 400 naming the header; empty is absent; huge is clamped.
+    for bad in ["0", "-1", "NaN", "+Inf", "abc"] {
+        let r = exporter
+            .probe_with(
+                &[("target", &ok), ("module", "http_2xx")],
+                &[("X-Prometheus-Scrape-Timeout-Seconds", bad)],
+            )
+            .await;
+        assert_eq!(r.status, 400, "{bad}: {}", r.body);
+        assert!(
+            r.body.contains("X-Prometheus-Scrape-Timeout-Seconds"),
+            "{bad}: {}",
+            r.body
+        );
+    }
+    for (fine, want) in [("", 119.5), ("1e20", 86_399.5), ("1e19", 86_399.5)] {
+        let r = exporter
+            .probe_with(
+                &[("target", &ok), ("module", "notimeout")],
+                &[("X-Prometheus-Scrape-Timeout-Seconds", fine)],
+            )
+            .await;
+        assert_eq!(r.status, 200, "{fine:?}: {}", r.body);
+        assert!(
+            r.body.contains(&format!("probe_timeout_seconds {want}\n")),
+            "{fine:?}: {}",
+            r.body
+        );
+    }
 
     // hostname conflicting with the module's Host header.
     let r = exporter
@@ -829,6 +859,28 @@ async fn failed_reload_keeps_old_config() {
     assert_eq!(r.status, 400, "half-valid config was applied: {}", r.body);
     exporter.probe(&ok, "old").await;
     assert_eq!(reload_ok().await, 0.0);
+
+    // An empty file, or one with only comments, would drop every module:
+    // refused, the old config stays.
+    for empty in ["", "\n", "# nothing here yet\n# modules: coming\n"] {
+        exporter.write_config(empty);
+        let r = exporter.post("/-/reload").await;
+        assert_eq!(r.status, 500, "{empty:?}: {}", r.body);
+        assert!(r.body.contains("no modules"), "{empty:?}: {}", r.body);
+        exporter.probe(&ok, "old").await;
+    }
+    assert_eq!(reload_ok().await, 0.0);
+
+    // No secret in an error: a broken proxy_url's password stays out of
+    // the answer and the log.
+    exporter.write_config(
+        "modules:\n  p:\n    prober: http\n    http:\n      proxy_url: 'http://user:hunter2-SECRET@proxy:99999999'\n",
+    );
+    let r = exporter.post("/-/reload").await;
+    assert_eq!(r.status, 500, "{}", r.body);
+    assert!(r.body.contains("proxy_url"), "{}", r.body);
+    assert!(!r.body.contains("hunter2"), "{}", r.body);
+    assert!(!exporter.log().contains("hunter2"), "{}", exporter.log());
 
     // A good reload sets the gauge back.
     exporter.write_config(NEW_ONLY);
@@ -1637,4 +1689,62 @@ async fn client_disconnect_mid_probe_does_not_leak_in_flight() {
         "probes_in_flight stuck after the client disconnected"
     );
     assert!(exporter.get("/-/healthy").await.status == 200);
+}
+
+// ---------------------------------------------------------------------------
+// Limits
+// ---------------------------------------------------------------------------
+
+#[tokio::test]
+async fn probes_beyond_max_in_flight_are_refused_at_once() {
+    let silent = silent_server();
+    let exporter = Exporter::start_with_args(BASIC, &["--probe.max-in-flight=2"]).await;
+    let addr = exporter.addr();
+    let path = probe_path(&[("target", &silent.url("/")), ("module", "onesec")]);
+    // Two probes wait for their 1 s deadline on a silent target...
+    let running: Vec<_> = (0..2)
+        .map(|_| {
+            let path = path.clone();
+            tokio::spawn(
+                async move { http_request(addr, Method::GET, &path, &[], Bytes::new()).await },
+            )
+        })
+        .collect();
+    let until = Instant::now() + Duration::from_secs(2);
+    while own_metric(&exporter, "handshake_exporter_probes_in_flight", &[]).await < 2.0 {
+        assert!(Instant::now() < until, "the two probes did not start");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // ... so a third is refused at once, with a one-line reason.
+    let started = Instant::now();
+    let r = exporter.get(&path).await;
+    assert!(started.elapsed() < Duration::from_millis(500));
+    assert_eq!(r.status, 503, "{}", r.body);
+    assert_eq!(r.body.lines().count(), 1, "{}", r.body);
+    assert!(r.body.contains("--probe.max-in-flight=2"), "{}", r.body);
+    for probe in running {
+        let r = probe.await.expect("task").expect("answer");
+        assert_eq!(r.status, 200, "{}", r.body);
+    }
+    // The slots are free again.
+    assert_eq!(exporter.get(&path).await.status, 200);
+    let refused = |reason: &'static str| {
+        let exporter = &exporter;
+        async move {
+            own_metric(
+                exporter,
+                "handshake_exporter_probe_requests_refused_total",
+                &[("reason", reason)],
+            )
+            .await
+        }
+    };
+    assert_eq!(refused("in_flight").await, 1.0);
+    assert_eq!(refused("loop").await, 0.0);
+    // Invalid flag values are refused at start.
+    let out = Command::new(our_binary())
+        .args(["--probe.max-in-flight=0", "--config.check"])
+        .output()
+        .expect("run");
+    assert!(!out.status.success());
 }

@@ -134,13 +134,20 @@ pub async fn authorization_value(
 }
 
 /// Append the structured `http_headers` (values, secrets, then files).
+/// Without `with_secrets` (a redirect to another host), only the plain
+/// values: secrets and files are credentials.
 pub async fn append_extra_headers(
     headers: &mut HeaderMap,
     extra: &[ExtraHeader],
+    with_secrets: bool,
 ) -> Result<(), ProbeFailure> {
     for h in extra {
         let mut values: Vec<(String, bool)> = Vec::new();
         values.extend(h.values.iter().map(|v| (v.clone(), false)));
+        if !with_secrets {
+            append_values(headers, h, values)?;
+            continue;
+        }
         values.extend(h.secrets.iter().map(|v| (v.expose().to_string(), true)));
         for path in &h.files {
             let content = tokio::fs::read_to_string(path).await.map_err(|e| {
@@ -151,14 +158,37 @@ pub async fn append_extra_headers(
             })?;
             values.push((content.trim().to_string(), true));
         }
-        for (v, sensitive) in values {
-            let mut value = HeaderValue::from_str(&v)
-                .map_err(|_| invalid(format!("invalid value for header {}", h.name)))?;
-            value.set_sensitive(sensitive);
-            headers.append(h.name.clone(), value);
-        }
+        append_values(headers, h, values)?;
     }
     Ok(())
+}
+
+fn append_values(
+    headers: &mut HeaderMap,
+    h: &ExtraHeader,
+    values: Vec<(String, bool)>,
+) -> Result<(), ProbeFailure> {
+    for (v, sensitive) in values {
+        let mut value = HeaderValue::from_str(&v)
+            .map_err(|_| invalid(format!("invalid value for header {}", h.name)))?;
+        value.set_sensitive(sensitive);
+        headers.append(h.name.clone(), value);
+    }
+    Ok(())
+}
+
+/// Whether a request to `hop` may carry the credentials meant for
+/// `first`: the same host, or a name below it (Go's rule for redirects, as
+/// browsers do); never another host.
+pub fn may_carry_credentials(first: &url::Url, hop: &url::Url) -> bool {
+    let host = |u: &url::Url| {
+        u.host_str()
+            .unwrap_or_default()
+            .trim_end_matches('.')
+            .to_ascii_lowercase()
+    };
+    let (first, hop) = (host(first), host(hop));
+    hop == first || hop.ends_with(&format!(".{first}"))
 }
 
 /// The header every HTTP-based request of a probe carries, so the

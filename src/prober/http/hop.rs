@@ -19,6 +19,7 @@ use super::metrics::HTTP_DURATION;
 use crate::net::Endpoint;
 use crate::net::address::unbracket;
 use crate::net::tls::TlsInfo;
+use crate::net::userinfo;
 use crate::prober::ProbeContext;
 use crate::prober::client::conn::{self, ConnectionTask};
 use crate::prober::client::{self as http_client, host_header_value, proxy_for, secret_header};
@@ -114,7 +115,7 @@ pub async fn round_trip(
         let via_proxy = proxy.as_ref().filter(|_| !https);
         let uri = match via_proxy {
             Some(_) => {
-                let mut u = hop.url.clone();
+                let mut u = userinfo::without_userinfo(hop.url);
                 u.set_fragment(None);
                 u.to_string()
             }

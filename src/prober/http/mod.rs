@@ -27,7 +27,8 @@ use super::registry::Prober;
 use super::{ProbeContext, tls_metrics};
 use crate::config::{ConfigError, Ctx};
 use crate::net::address::unbracket;
-use crate::prober::client::authority;
+use crate::net::userinfo;
+use crate::prober::client::{authority, may_carry_credentials};
 pub use config::{HttpProbeFile, HttpSettings};
 use metrics::{FinalResponse, HTTP_DURATION};
 
@@ -141,15 +142,33 @@ async fn fetch(
     let mut body = request::load_body(s).await?;
     let mut cookies = request::CookieJar::default();
     let mut redirects: u32 = 0;
+    let first = dest.url.clone();
     loop {
         cx.log.info(
             "Making HTTP request",
-            &[("url", &dest.url), ("host", &dest.host_header)],
+            &[
+                ("url", &userinfo::redact(dest.url.as_str())),
+                ("host", &dest.host_header),
+            ],
         );
+        let credentials = if may_carry_credentials(&first, &dest.url) {
+            // A redirect location's own user info, else the target's.
+            let has_userinfo = !dest.url.username().is_empty() || dest.url.password().is_some();
+            request::Credentials::Send {
+                userinfo: if has_userinfo { &dest.url } else { &first },
+            }
+        } else {
+            cx.log.info(
+                "Redirected to another host: not sending the module's credentials",
+                &[("host", &dest.url.host_str().unwrap_or_default())],
+            );
+            request::Credentials::Withhold
+        };
         let headers = request::hop_headers(
             s,
             cookies.header_for(&dest.host_header).as_deref(),
             !body.is_empty(),
+            credentials,
         )
         .await?;
         let hop = hop::round_trip(

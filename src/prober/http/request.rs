@@ -8,7 +8,11 @@ use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderValue};
 
 use super::config::{Compression, HttpSettings, RequestBody};
-use crate::prober::client::{append_extra_headers, authorization_value, mark, user_agent};
+use crate::config::file::is_credential_header;
+use crate::net::userinfo;
+use crate::prober::client::{
+    append_extra_headers, authorization_value, mark, secret_header, user_agent,
+};
 use crate::prober::reason::{FailureReason, ProbeFailure};
 
 fn invalid(msg: String) -> ProbeFailure {
@@ -60,15 +64,31 @@ fn compression_token(c: Compression) -> &'static str {
     }
 }
 
+/// Which credentials a hop carries.
+#[derive(Debug, Clone, Copy)]
+pub enum Credentials<'a> {
+    /// The module's, or else those in the user info of this URL (the
+    /// target's, or a redirect location's own).
+    Send { userinfo: &'a url::Url },
+    /// A redirect to another host: none of the module's credentials, and
+    /// no Authorization, Proxy-Authorization or Cookie from `headers:`.
+    Withhold,
+}
+
 /// All headers of one hop except Host (h1 sets it, h2 uses :authority).
 pub async fn hop_headers(
     s: &HttpSettings,
     cookie: Option<&str>,
     has_body: bool,
+    credentials: Credentials<'_>,
 ) -> Result<HeaderMap, ProbeFailure> {
+    let send = matches!(credentials, Credentials::Send { .. });
     let mut headers = HeaderMap::new();
     headers.insert(header::USER_AGENT, user_agent());
     for (name, value) in &s.headers {
+        if !send && is_credential_header(name.as_str()) {
+            continue;
+        }
         headers.insert(name.clone(), value.clone());
     }
     if let Some(c) = s.compression
@@ -79,10 +99,18 @@ pub async fn hop_headers(
             HeaderValue::from_static(compression_token(c)),
         );
     }
-    if let Some(auth) = authorization_value(&s.client).await? {
-        headers.insert(header::AUTHORIZATION, auth);
+    if let Credentials::Send { userinfo } = credentials {
+        // The module's authorization wins over user info, as in Go (the
+        // client config's round tripper sets the header last).
+        let auth = match authorization_value(&s.client).await? {
+            Some(auth) => Some(auth),
+            None => userinfo::basic_authorization(userinfo).and_then(|a| secret_header(&a)),
+        };
+        if let Some(auth) = auth {
+            headers.insert(header::AUTHORIZATION, auth);
+        }
     }
-    append_extra_headers(&mut headers, &s.client.extra_headers).await?;
+    append_extra_headers(&mut headers, &s.client.extra_headers, send).await?;
     if let Some(c) = cookie
         && let Ok(v) = HeaderValue::from_str(c)
     {

@@ -65,8 +65,8 @@ async fn handshake_headers(s: &WebSocketSettings) -> Result<HeaderMap, ProbeFail
     for h in &s.extra_headers {
         headers.remove(&h.name);
     }
-    append_extra_headers(&mut headers, &s.extra_headers).await?;
-    append_extra_headers(&mut headers, &s.client.extra_headers).await?;
+    append_extra_headers(&mut headers, &s.extra_headers, true).await?;
+    append_extra_headers(&mut headers, &s.client.extra_headers, true).await?;
     if let Some(auth) = authorization_value(&s.client).await? {
         headers.insert(header::AUTHORIZATION, auth);
     }
