@@ -62,6 +62,11 @@ pub struct Cli {
     #[arg(long = "probe.max-in-flight", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_in_flight: u32,
 
+    /// Largest response body a probe keeps for regexes or decompresses when
+    /// its module sets no body_size_limit (bytes, or 32MiB, 1GB ...).
+    #[arg(long = "probe.max-body-bytes", default_value = "32MiB", value_parser = parse_size)]
+    pub max_body_bytes: u64,
+
     /// The maximum amount of items to keep in the history.
     #[arg(long = "history.limit", default_value_t = 100)]
     pub history_limit: usize,
@@ -73,4 +78,13 @@ pub struct Cli {
     /// Output format of log messages.
     #[arg(long = "log.format", value_enum, default_value = "logfmt")]
     pub log_format: LogFormatArg,
+}
+
+/// A positive size in bytes, with optional units (`32MiB`, `10MB`).
+fn parse_size(text: &str) -> Result<u64, String> {
+    match crate::config::duration::parse_base2_bytes(text) {
+        Ok(n) if n > 0 => u64::try_from(n).map_err(|e| e.to_string()),
+        Ok(_) => Err("must be greater than 0".into()),
+        Err(e) => Err(e.to_string()),
+    }
 }

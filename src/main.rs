@@ -81,6 +81,9 @@ async fn serve(cli: Cli, config: ConfigState, log_format: LogFormat) -> anyhow::
             history_limit: cli.history_limit,
             log_format,
             max_in_flight: cli.max_in_flight as usize,
+            limits: handshake_exporter::prober::ProbeLimits {
+                max_body_bytes: cli.max_body_bytes,
+            },
         },
         web,
     };

@@ -20,7 +20,7 @@ use std::time::Duration;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use super::duration::parse_duration;
+use super::duration::{parse_base2_bytes, parse_duration};
 use super::file::{OrderedMap, Scalar};
 use super::policy::{TargetPolicyFile, build_policy};
 use crate::net::address::{AddressPolicy, IpProtocol};
@@ -337,6 +337,19 @@ impl Ctx<'_> {
             preferred,
             fallback: fallback.unwrap_or(true),
         })
+    }
+
+    /// A size in bytes as blackbox writes `body_size_limit`: a number, or
+    /// `10MB`, `1KiB` ... (base 2). Zero or less means none.
+    pub fn size(&self, key: &str, value: &Scalar) -> Result<Option<u64>, ConfigError> {
+        let n = match value {
+            Scalar::Int(n) => *n,
+            Scalar::Float(_) => {
+                return Err(self.err(key, "must be a whole number of bytes or a size like 10MB"));
+            }
+            Scalar::Text(s) => parse_base2_bytes(s).map_err(|e| self.err(key, e.to_string()))?,
+        };
+        Ok(u64::try_from(n).ok().filter(|n| *n > 0))
     }
 
     /// Compile an unanchored regex over bytes (RE2 syntax, as in Go).

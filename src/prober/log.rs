@@ -35,12 +35,68 @@ impl Level {
     }
 }
 
+/// What one probe's log keeps at most: whatever a target makes the probe
+/// log (a stream of lines that never match, say), the log — and the history
+/// entry holding it — stays this size.
+pub const MAX_LOG_BYTES: usize = 64 * 1024;
+/// Of that, the newest lines kept once the log is full (the end of a probe
+/// says how it ended).
+const TAIL_BYTES: usize = 16 * 1024;
+/// A field value longer than this is cut (with a note of how much).
+const MAX_FIELD_BYTES: usize = 4 * 1024;
+
 /// Collected log lines of one probe.
 pub struct ProbeLog {
     module: String,
     target: String,
     format: LogFormat,
-    lines: Mutex<Vec<String>>,
+    lines: Mutex<Lines>,
+}
+
+/// The first lines up to the budget, then the newest ones.
+#[derive(Default)]
+struct Lines {
+    head: Vec<String>,
+    head_bytes: usize,
+    tail: std::collections::VecDeque<String>,
+    tail_bytes: usize,
+    dropped_lines: u64,
+    dropped_bytes: u64,
+}
+
+impl Lines {
+    fn push(&mut self, line: String) {
+        let len = line.len() + 1;
+        if self.tail.is_empty() && self.head_bytes + len <= MAX_LOG_BYTES - TAIL_BYTES {
+            self.head_bytes += len;
+            self.head.push(line);
+            return;
+        }
+        self.tail_bytes += len;
+        self.tail.push_back(line);
+        while self.tail_bytes > TAIL_BYTES && self.tail.len() > 1 {
+            if let Some(old) = self.tail.pop_front() {
+                self.tail_bytes -= old.len() + 1;
+                self.dropped_lines += 1;
+                self.dropped_bytes += old.len() as u64 + 1;
+            }
+        }
+    }
+}
+
+/// A field value as logged: cut at [`MAX_FIELD_BYTES`].
+fn field_text(v: &dyn std::fmt::Display) -> String {
+    let mut s = v.to_string();
+    if s.len() > MAX_FIELD_BYTES {
+        let mut cut = MAX_FIELD_BYTES;
+        while !s.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        let more = s.len() - cut;
+        s.truncate(cut);
+        s.push_str(&format!("…[{more} more bytes]"));
+    }
+    s
 }
 
 impl ProbeLog {
@@ -50,7 +106,7 @@ impl ProbeLog {
             // A target's password (`http://user:pw@host/`) is never shown.
             target: crate::net::userinfo::redact(target),
             format,
-            lines: Mutex::new(Vec::new()),
+            lines: Mutex::new(Lines::default()),
         }
     }
 
@@ -79,7 +135,7 @@ impl ProbeLog {
         pairs.push(("target", self.target.clone()));
         pairs.push(("msg", msg.to_string()));
         for (k, v) in fields {
-            pairs.push((k, v.to_string()));
+            pairs.push((k, field_text(*v)));
         }
         let line = match self.format {
             LogFormat::Logfmt => logfmt_line(&pairs),
@@ -92,11 +148,24 @@ impl ProbeLog {
             .push(line);
     }
 
-    /// All lines, newline-terminated.
+    /// All lines kept, newline-terminated; where lines were dropped, one
+    /// line says how many.
     pub fn text(&self) -> String {
         let lines = self.lines.lock().unwrap_or_else(|e| e.into_inner());
-        let mut out = String::new();
-        for l in lines.iter() {
+        let mut out = String::with_capacity(lines.head_bytes + lines.tail_bytes + 128);
+        for l in &lines.head {
+            out.push_str(l);
+            out.push('\n');
+        }
+        if lines.dropped_lines > 0 {
+            out.push_str(&format!(
+                "[… {} log lines ({} bytes) dropped: a probe log keeps at most {} KiB …]\n",
+                lines.dropped_lines,
+                lines.dropped_bytes,
+                MAX_LOG_BYTES / 1024
+            ));
+        }
+        for l in &lines.tail {
             out.push_str(l);
             out.push('\n');
         }
@@ -192,6 +261,25 @@ mod tests {
             ("e", "".into()),
         ]);
         assert_eq!(l, "msg=\"Probe failed\" a=b e=\"\"");
+    }
+
+    #[test]
+    fn the_log_is_bounded_and_keeps_its_end() {
+        let log = ProbeLog::new("m", "t", LogFormat::Logfmt);
+        let long = "x".repeat(60_000);
+        for i in 0..2_000 {
+            log.debug("Skipping line", &[("n", &i), ("line", &long)]);
+        }
+        log.error("Probe failed", &[("reason", &"expect_failed")]);
+        let text = log.text();
+        assert!(text.len() <= MAX_LOG_BYTES + 200, "{}", text.len());
+        assert!(text.contains("more bytes]"), "fields are cut");
+        assert!(text.contains("log lines ("), "the drop is said");
+        assert!(text.contains("n=0 "), "the first line stays");
+        assert!(
+            text.trim_end().ends_with("reason=expect_failed"),
+            "the last line stays"
+        );
     }
 
     #[test]

@@ -83,6 +83,7 @@ pub struct ProbeContext<'a> {
     /// Who this probe may reach (the module's and the top-level policy);
     /// every connector the prober builds carries it.
     pub targets: &'a TargetPolicy,
+    pub limits: ProbeLimits,
     on_deadline: Mutex<FailureReason>,
 }
 
@@ -105,6 +106,23 @@ impl ProbeContext<'_> {
     }
 }
 
+/// What one probe may hold whatever the target sends (the exporter's
+/// flags).
+#[derive(Debug, Clone, Copy)]
+pub struct ProbeLimits {
+    /// A response body kept for regexes, or decompressed, when the module
+    /// sets no `body_size_limit` (`--probe.max-body-bytes`).
+    pub max_body_bytes: u64,
+}
+
+impl Default for ProbeLimits {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: 32 << 20,
+        }
+    }
+}
+
 /// One probe request, as the `/probe` handler hands it over.
 pub struct ProbeRequest<'a> {
     pub module: &'a Module,
@@ -112,6 +130,7 @@ pub struct ProbeRequest<'a> {
     pub hostname: Option<&'a str>,
     pub timeout: Duration,
     pub log_format: LogFormat,
+    pub limits: ProbeLimits,
 }
 
 /// Everything a finished probe produced.
@@ -144,6 +163,7 @@ pub async fn run_probe(req: ProbeRequest<'_>) -> ProbeReport {
         deadline: start + req.timeout,
         hostname: req.hostname,
         targets: &req.module.target_policy,
+        limits: req.limits,
         on_deadline: Mutex::new(FailureReason::Timeout),
     };
     let result = match tokio::time::timeout_at(

@@ -37,6 +37,8 @@ pub struct ServerOptions {
     pub log_format: LogFormat,
     /// `--probe.max-in-flight`.
     pub max_in_flight: usize,
+    /// `--probe.max-body-bytes` and the other per-probe bounds.
+    pub limits: crate::prober::ProbeLimits,
 }
 
 /// Shared state of all requests.

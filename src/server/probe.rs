@@ -191,6 +191,7 @@ async fn run_and_record(
         hostname: hostname.as_deref(),
         timeout,
         log_format: app.options.log_format,
+        limits: app.options.limits,
     })
     .await;
     app.metrics.probes_in_flight.dec();

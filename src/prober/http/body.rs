@@ -2,6 +2,12 @@
 //! `compression`, applied whatever Content-Encoding says, as blackbox does),
 //! `body_size_limit` counted after decompression, and the body kept in
 //! memory only when a body regex needs it.
+//!
+//! Memory and CPU stay bounded whatever the server sends: a body that is
+//! kept or decompressed is capped (by `body_size_limit`, else by
+//! `--probe.max-body-bytes`), and the decoder stops the moment its output
+//! reaches the cap — a decompression bomb costs at most the cap, not the
+//! gigabytes it would inflate to.
 
 use std::io::Write;
 
@@ -11,7 +17,18 @@ use hyper::body::Incoming;
 use super::config::Compression;
 use crate::prober::reason::{FailureReason, ProbeFailure};
 
-/// Counts (and optionally keeps) decoded bytes, up to the limit.
+/// The cap on a body's decoded bytes, and where it comes from.
+#[derive(Debug, Clone, Copy)]
+pub struct Limit {
+    pub bytes: u64,
+    /// The module's `body_size_limit` (else the exporter's
+    /// `--probe.max-body-bytes`).
+    pub from_module: bool,
+}
+
+/// Counts (and optionally keeps) decoded bytes, up to the limit. Past the
+/// limit it refuses the write, which stops a decoder at once instead of
+/// letting it inflate the rest of its input.
 struct Sink {
     kept: Option<Vec<u8>>,
     count: u64,
@@ -25,12 +42,13 @@ impl Write for Sink {
             Some(l) => (l.saturating_sub(self.count)).min(buf.len() as u64) as usize,
             None => buf.len(),
         };
-        if room < buf.len() {
-            self.exceeded = true;
-        }
         self.count += room as u64;
         if let Some(k) = &mut self.kept {
             k.extend_from_slice(&buf[..room]);
+        }
+        if room < buf.len() {
+            self.exceeded = true;
+            return Err(std::io::Error::other("body size limit reached"));
         }
         Ok(buf.len())
     }
@@ -102,13 +120,13 @@ pub struct BodyRead {
 pub async fn read_body(
     mut body: Incoming,
     compression: Option<Compression>,
-    limit: Option<u64>,
+    limit: Option<Limit>,
     keep: bool,
 ) -> BodyRead {
     let sink = Sink {
         kept: keep.then(Vec::new),
         count: 0,
-        limit,
+        limit: limit.map(|l| l.bytes),
         exceeded: false,
     };
     let mut decoder = Decoder::new(compression, sink);
@@ -140,13 +158,17 @@ pub async fn read_body(
         }
     }
     let sink = decoder.sink();
-    if sink.exceeded {
+    if sink.exceeded
+        && let Some(limit) = limit
+    {
+        let what = if limit.from_module {
+            "body_size_limit"
+        } else {
+            "--probe.max-body-bytes"
+        };
         error = Some(ProbeFailure::new(
             FailureReason::BodySizeLimit,
-            format!(
-                "response body exceeds body_size_limit of {} bytes",
-                limit.unwrap_or_default()
-            ),
+            format!("response body exceeds {what} of {} bytes", limit.bytes),
         ));
     }
     BodyRead {

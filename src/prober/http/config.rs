@@ -8,7 +8,6 @@ use crate::config::client::{
     ClientSettings, InlineClientConfig, build_client, canonical_header_key, client_config_block,
     header_name, header_value,
 };
-use crate::config::duration::parse_base2_bytes;
 use crate::config::file::{ByteString, Headers, Scalar, Unsupported, is_default};
 use crate::config::load::{non_empty, show_address};
 use crate::config::{ConfigError, Ctx};
@@ -278,18 +277,7 @@ pub fn build(ctx: &Ctx<'_>, h: &HttpProbeFile) -> Result<HttpSettings, ConfigErr
 
     let body_size_limit = match &h.body_size_limit {
         None => None,
-        Some(Scalar::Int(n)) => u64::try_from(*n).ok().filter(|n| *n > 0),
-        Some(Scalar::Float(_)) => {
-            return Err(ctx.err(
-                "http.body_size_limit",
-                "must be a whole number of bytes or a size like 10MB",
-            ));
-        }
-        Some(Scalar::Text(s)) => {
-            let n =
-                parse_base2_bytes(s).map_err(|e| ctx.err("http.body_size_limit", e.to_string()))?;
-            u64::try_from(n).ok().filter(|n| *n > 0)
-        }
+        Some(v) => ctx.size("http.body_size_limit", v)?,
     };
 
     let body_regexes =

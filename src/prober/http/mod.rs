@@ -287,7 +287,7 @@ pub async fn probe(
             body::read_body(
                 incoming,
                 s.compression,
-                s.body_size_limit,
+                body_limit(s, cx.limits.max_body_bytes),
                 checks::needs_body(s),
             )
             .await,
@@ -327,6 +327,23 @@ pub async fn probe(
         cx.log.info("Final request was not over SSL", &[]);
     }
     verdict.result
+}
+
+/// The cap on the final body: the module's `body_size_limit`; else, for a
+/// body that is kept for regexes or decompressed, the exporter's
+/// `--probe.max-body-bytes`; else none (the body is only counted).
+fn body_limit(s: &HttpSettings, max_body_bytes: u64) -> Option<body::Limit> {
+    if let Some(bytes) = s.body_size_limit {
+        return Some(body::Limit {
+            bytes,
+            from_module: true,
+        });
+    }
+    let decoded = matches!(s.compression, Some(c) if c != config::Compression::Identity);
+    (checks::needs_body(s) || decoded).then_some(body::Limit {
+        bytes: max_body_bytes,
+        from_module: false,
+    })
 }
 
 /// Go's `resp.ContentLength`: the header's value, 0 when the response has

@@ -12,7 +12,7 @@ use crate::config::client::{
     build_client, canonical_header_key, client_config_block, extra_headers, header_name,
     header_value,
 };
-use crate::config::file::{ByteString, HeaderText, Headers, Unsupported, is_default};
+use crate::config::file::{ByteString, HeaderText, Headers, Scalar, Unsupported, is_default};
 use crate::config::load::show_address;
 use crate::config::{ConfigError, Ctx};
 use crate::net::address::AddressPolicy;
@@ -38,6 +38,10 @@ client_config_block! {
         pub fail_if_subprotocol_not_negotiated: bool,
         #[serde(skip_serializing_if = "is_default")]
         pub ping: bool,
+        /// Largest message (and frame) accepted from the server; bytes or
+        /// `1MiB`, `64KB` ... (default 1MiB).
+        #[serde(skip_serializing_if = "is_default")]
+        pub max_message_bytes: Option<Scalar>,
         #[serde(skip_serializing_if = "is_default")]
         pub query_response: Vec<WsStepFile>,
     }
@@ -152,7 +156,12 @@ pub struct WebSocketSettings {
     pub fail_if_subprotocol_not_negotiated: bool,
     pub ping: bool,
     pub query_response: Vec<WsStep>,
+    /// Largest message or frame taken from the server.
+    pub max_message_bytes: usize,
 }
+
+/// `max_message_bytes` when unset.
+pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 1 << 20;
 
 /// Headers the WebSocket handshake sets itself; a module may not override them.
 const WS_HANDSHAKE_HEADERS: &[&str] = &[
@@ -296,6 +305,13 @@ pub fn build(ctx: &Ctx<'_>, w: &WebSocketProbeFile) -> Result<WebSocketSettings,
         fail_if_subprotocol_not_negotiated: w.fail_if_subprotocol_not_negotiated,
         ping: w.ping,
         query_response,
+        max_message_bytes: match &w.max_message_bytes {
+            None => DEFAULT_MAX_MESSAGE_BYTES,
+            Some(v) => ctx
+                .size("websocket.max_message_bytes", v)?
+                .and_then(|n| usize::try_from(n).ok())
+                .ok_or_else(|| ctx.err("websocket.max_message_bytes", "must be greater than 0"))?,
+        },
     })
 }
 

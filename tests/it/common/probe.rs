@@ -8,7 +8,7 @@ use std::time::Duration;
 use handshake_exporter::prober::load_str;
 use handshake_exporter::prober::log::LogFormat;
 use handshake_exporter::prober::{Config, Module};
-use handshake_exporter::prober::{ProbeRequest, run_probe};
+use handshake_exporter::prober::{ProbeLimits, ProbeRequest, run_probe};
 
 use super::exposition::Exposition;
 
@@ -83,6 +83,7 @@ pub async fn run_module(
         hostname,
         timeout,
         log_format: LogFormat::Logfmt,
+        limits: ProbeLimits::default(),
     })
     .await;
     let elapsed = start.elapsed();
