@@ -137,6 +137,9 @@ pub struct ProbeRequest<'a> {
 pub struct ProbeReport {
     pub success: bool,
     pub failure: Option<ProbeFailure>,
+    /// The caller went away and the probe was stopped (neither a success
+    /// nor a failure of the target).
+    pub cancelled: bool,
     pub duration: Duration,
     pub metrics: ProbeMetrics,
     pub log: ProbeLog,
@@ -144,6 +147,16 @@ pub struct ProbeReport {
 
 /// Run one probe under its deadline.
 pub async fn run_probe(req: ProbeRequest<'_>) -> ProbeReport {
+    run_probe_until(req, std::future::pending()).await
+}
+
+/// [`run_probe`], stopped early when `caller_gone` resolves: the probe's
+/// sockets close at once, and the report says it was cancelled (with the
+/// log and metrics up to then).
+pub async fn run_probe_until(
+    req: ProbeRequest<'_>,
+    caller_gone: impl std::future::Future<Output = ()>,
+) -> ProbeReport {
     let mut declared: Vec<&'static [&'static GaugeSpec]> = vec![HANDLER_METRICS];
     declared.extend_from_slice(req.module.prober.declared_metrics());
     let metrics = ProbeMetrics::new(&declared);
@@ -166,17 +179,34 @@ pub async fn run_probe(req: ProbeRequest<'_>) -> ProbeReport {
         limits: req.limits,
         on_deadline: Mutex::new(FailureReason::Timeout),
     };
-    let result = match tokio::time::timeout_at(
-        cx.deadline,
-        req.module.prober.probe(&cx, req.target),
-    )
-    .await
-    {
-        Ok(result) => result,
-        Err(_) => Err(ProbeFailure::new(
-            cx.deadline_reason(),
-            format!("probe deadline of {timeout_s}s exceeded"),
-        )),
+    let probe = tokio::time::timeout_at(cx.deadline, req.module.prober.probe(&cx, req.target));
+    let result = tokio::select! {
+        biased;
+        finished = probe => match finished {
+            Ok(result) => result,
+            Err(_) => Err(ProbeFailure::new(
+                cx.deadline_reason(),
+                format!("probe deadline of {timeout_s}s exceeded"),
+            )),
+        },
+        () = caller_gone => {
+            let duration = start.elapsed();
+            metrics.set(&PROBE_DURATION, duration.as_secs_f64());
+            metrics.set(&PROBE_TIMEOUT, timeout_s);
+            metrics.set(&PROBE_SUCCESS, 0.0);
+            log.warn(
+                "Probe cancelled: the caller went away",
+                &[("duration_seconds", &duration.as_secs_f64())],
+            );
+            return ProbeReport {
+                success: false,
+                failure: None,
+                cancelled: true,
+                duration,
+                metrics,
+                log,
+            };
+        }
     };
     let duration = start.elapsed();
     metrics.set(&PROBE_DURATION, duration.as_secs_f64());
@@ -206,6 +236,7 @@ pub async fn run_probe(req: ProbeRequest<'_>) -> ProbeReport {
     ProbeReport {
         success: failure.is_none(),
         failure,
+        cancelled: false,
         duration,
         metrics,
         log,

@@ -147,9 +147,13 @@ pub async fn handle(
         );
     };
 
-    // The probe and its bookkeeping run in their own task: when Prometheus
-    // gives up on a scrape and drops the connection, the probe still ends at
-    // its deadline and is counted, logged and kept in the history.
+    // The probe and its bookkeeping run in their own task, so that when the
+    // caller goes away the cancelled probe is still counted, logged and kept
+    // in the history.
+    // While this handler waits, `_caller` is alive; when the client goes
+    // away, hyper drops the handler, the sender with it, and the probe is
+    // cancelled (its sockets close, it is counted as `cancelled`).
+    let (_caller, caller_gone) = tokio::sync::oneshot::channel::<()>();
     let run = run_and_record(
         app.clone(),
         module,
@@ -157,6 +161,7 @@ pub async fn handle(
         target.to_string(),
         hostname.map(str::to_string),
         timeout,
+        caller_gone,
     );
     let task = tokio::spawn(async move {
         let done = run.await;
@@ -183,20 +188,33 @@ async fn run_and_record(
     target: String,
     hostname: Option<String>,
     timeout: Duration,
+    caller: tokio::sync::oneshot::Receiver<()>,
 ) -> (String, String) {
     app.metrics.probes_in_flight.inc();
-    let report = prober::run_probe(ProbeRequest {
-        module: &module,
-        target: &target,
-        hostname: hostname.as_deref(),
-        timeout,
-        log_format: app.options.log_format,
-        limits: app.options.limits,
-    })
+    let report = prober::run_probe_until(
+        ProbeRequest {
+            module: &module,
+            target: &target,
+            hostname: hostname.as_deref(),
+            timeout,
+            log_format: app.options.log_format,
+            limits: app.options.limits,
+        },
+        // The handler holds the sender while it waits for the answer;
+        // hyper drops the handler when its client goes away.
+        async {
+            let _ = caller.await;
+        },
+    )
     .await;
     app.metrics.probes_in_flight.dec();
+    let result = match (report.success, report.cancelled) {
+        (true, _) => "success",
+        (false, true) => "cancelled",
+        (false, false) => "failure",
+    };
     app.metrics
-        .observe_probe(&module_name, report.success, report.duration.as_secs_f64());
+        .observe_probe(&module_name, result, report.duration.as_secs_f64());
     let debug_page = debug_output(&report, &module);
     app.history.add(HistoryEntry {
         id: 0,
@@ -205,10 +223,14 @@ async fn run_and_record(
         // the password of a `user:password@` target.
         target: crate::net::userinfo::redact(&target),
         success: report.success,
-        failure_reason: report
-            .failure
-            .as_ref()
-            .map(|f| f.reason.as_str().to_string()),
+        failure_reason: if report.cancelled {
+            Some("cancelled".to_string())
+        } else {
+            report
+                .failure
+                .as_ref()
+                .map(|f| f.reason.as_str().to_string())
+        },
         duration_seconds: report.duration.as_secs_f64(),
         finished_at: SystemTime::now(),
         debug_output: debug_page.clone(),

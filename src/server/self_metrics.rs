@@ -128,10 +128,9 @@ impl ExporterMetrics {
             .inc();
     }
 
-    pub fn observe_probe(&self, module: &str, success: bool, seconds: f64) {
-        self.probes_total
-            .with_label_values(&[module, if success { "success" } else { "failure" }])
-            .inc();
+    /// `result`: `success`, `failure` or `cancelled`.
+    pub fn observe_probe(&self, module: &str, result: &str, seconds: f64) {
+        self.probes_total.with_label_values(&[module, result]).inc();
         let h: Histogram = self.probe_duration.with_label_values(&[module]);
         h.observe(seconds);
     }

@@ -1691,6 +1691,69 @@ async fn client_disconnect_mid_probe_does_not_leak_in_flight() {
     assert!(exporter.get("/-/healthy").await.status == 200);
 }
 
+/// When the caller of /probe goes away, its probe is cancelled at once (not
+/// left to run to its deadline), and counted and kept as cancelled.
+#[tokio::test]
+async fn a_probe_whose_caller_leaves_is_cancelled() {
+    let silent = silent_server();
+    let exporter = Exporter::start(SLOW).await;
+    let target = silent.url("/");
+    let path = probe_path(&[("target", &target), ("module", "slow")]);
+    let addr = exporter.addr();
+    let fds = open_fds(exporter.pid());
+    let started = Instant::now();
+    let _ = tokio::time::timeout(
+        Duration::from_millis(300),
+        http_request(addr, Method::GET, &path, &[], Bytes::new()),
+    )
+    .await;
+    // Cancelled well before the probe's 3 s deadline.
+    assert!(
+        eventually(Duration::from_secs(1), || async {
+            own_metric(
+                &exporter,
+                "handshake_exporter_probes_total",
+                &[("module", "slow"), ("result", "cancelled")],
+            )
+            .await
+                == 1.0
+        })
+        .await,
+        "not counted as cancelled"
+    );
+    assert!(started.elapsed() < Duration::from_secs(2));
+    assert_eq!(
+        own_metric(&exporter, "handshake_exporter_probes_in_flight", &[]).await,
+        0.0
+    );
+    assert_eq!(
+        own_metric(
+            &exporter,
+            "handshake_exporter_probes_total",
+            &[("module", "slow"), ("result", "failure")],
+        )
+        .await,
+        0.0
+    );
+    // Its socket to the target is closed, and the history says why.
+    assert!(
+        eventually(Duration::from_secs(1), || async {
+            open_fds(exporter.pid()) <= fds + 1
+        })
+        .await,
+        "the cancelled probe's socket stayed open"
+    );
+    let log = exporter
+        .get(&format!(
+            "/logs?target={}&module=slow",
+            form_urlencoded::byte_serialize(target.as_bytes()).collect::<String>()
+        ))
+        .await;
+    assert_eq!(log.status, 200, "{}", log.body);
+    assert!(log.body.contains("Probe cancelled"), "{}", log.body);
+    assert!(exporter.get("/").await.body.contains("cancelled"));
+}
+
 // ---------------------------------------------------------------------------
 // Limits
 // ---------------------------------------------------------------------------
