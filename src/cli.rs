@@ -50,6 +50,20 @@ pub struct Cli {
     )]
     pub listen_addresses: Vec<String>,
 
+    /// Time a client has from the first byte of a request head (or of a TLS
+    /// handshake) to the end of the head.
+    #[arg(long = "web.read-header-timeout", default_value = "10s", value_parser = parse_positive_duration)]
+    pub read_header_timeout: std::time::Duration,
+
+    /// Time a keep-alive connection may stay open without a request.
+    #[arg(long = "web.idle-timeout", default_value = "2m", value_parser = parse_positive_duration)]
+    pub idle_timeout: std::time::Duration,
+
+    /// Connections open at once; the oldest idle one is closed to admit a new
+    /// one (lowered to half the open-file limit).
+    #[arg(long = "web.max-connections", default_value_t = 4096, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_connections: u32,
+
     /// Path to a web configuration file (TLS, basic auth), exporter-toolkit format.
     #[arg(long = "web.config.file", value_name = "PATH")]
     pub web_config_file: Option<PathBuf>,
@@ -84,6 +98,15 @@ pub struct Cli {
 fn parse_size(text: &str) -> Result<u64, String> {
     match crate::config::duration::parse_base2_bytes(text) {
         Ok(n) if n > 0 => u64::try_from(n).map_err(|e| e.to_string()),
+        Ok(_) => Err("must be greater than 0".into()),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// A positive Go-style duration (`10s`, `2m`, `500ms`).
+fn parse_positive_duration(text: &str) -> Result<std::time::Duration, String> {
+    match crate::config::duration::parse_duration(text) {
+        Ok(d) if !d.is_zero() => Ok(d),
         Ok(_) => Err("must be greater than 0".into()),
         Err(e) => Err(e.to_string()),
     }

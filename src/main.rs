@@ -84,6 +84,13 @@ async fn serve(cli: Cli, config: ConfigState, log_format: LogFormat) -> anyhow::
             limits: handshake_exporter::prober::ProbeLimits {
                 max_body_bytes: cli.max_body_bytes,
             },
+            connections: handshake_exporter::server::conn::ConnLimits {
+                read_header_timeout: cli.read_header_timeout,
+                idle_timeout: cli.idle_timeout,
+                max_connections: handshake_exporter::server::conn::effective_max_connections(
+                    cli.max_connections as usize,
+                ),
+            },
         },
         web,
     };

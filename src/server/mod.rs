@@ -1,6 +1,7 @@
 //! The exporter's HTTP server: endpoints, landing page, history, reload,
 //! web config (TLS and basic auth), graceful shutdown.
 
+pub mod conn;
 pub mod history;
 pub mod landing;
 pub mod probe;
@@ -39,6 +40,8 @@ pub struct ServerOptions {
     pub max_in_flight: usize,
     /// `--probe.max-body-bytes` and the other per-probe bounds.
     pub limits: crate::prober::ProbeLimits,
+    /// Bounds of the server's own connections.
+    pub connections: conn::ConnLimits,
 }
 
 /// Shared state of all requests.
@@ -343,30 +346,53 @@ impl Server {
             }));
         }
         drop(conn_tx);
+        let limits = self.app.options.connections;
+        let tracker = conn::Tracker::new(limits);
+        tracing::info!(
+            max_connections = limits.max_connections,
+            read_header_timeout = ?limits.read_header_timeout,
+            idle_timeout = ?limits.idle_timeout,
+            "Serving connections"
+        );
+        let mut refused_warned = false;
         tokio::pin!(shutdown);
         loop {
             tokio::select! {
                 _ = &mut shutdown => break,
                 next = conn_rx.recv() => {
                     let Some((stream, tls)) = next else { break };
+                    let Some(state) = tracker.admit() else {
+                        // Every connection is busy: refuse this one rather
+                        // than queue it.
+                        if !refused_warned {
+                            tracing::warn!(max_connections = limits.max_connections, "connection limit reached with every connection busy: refusing connections");
+                            refused_warned = true;
+                        }
+                        drop(stream);
+                        continue;
+                    };
+                    refused_warned = false;
                     let _ = stream.set_nodelay(true);
+                    let io = conn::TimedIo::new(stream, state.clone(), limits);
                     let app = self.app.clone();
                     let builder = auto::Builder::new(TokioExecutor::new());
                     match tls {
                         None => {
-                            let conn = builder.serve_connection(TokioIo::new(stream), service(app)).into_owned();
+                            let conn = builder.serve_connection(TokioIo::new(io), service(app, state)).into_owned();
                             let fut = graceful.watch(conn);
                             tokio::spawn(async move { let _ = fut.await; });
                         }
                         Some(acceptor) => {
                             // The TLS handshake runs in its own task so a slow
-                            // client cannot stall the accept loop.
+                            // client cannot stall the accept loop; the header
+                            // timeout bounds it (it is the head of the
+                            // connection's first request).
                             let watcher = graceful.watcher();
                             tokio::spawn(async move {
-                                let Ok(Ok(tls)) = tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream)).await else {
+                                let Ok(tls) = acceptor.accept(io).await else {
                                     return;
                                 };
-                                let conn = builder.serve_connection(TokioIo::new(tls), service(app)).into_owned();
+                                let conn = builder.serve_connection(TokioIo::new(tls), service(app, state)).into_owned();
                                 let _ = watcher.watch(conn).await;
                             });
                         }
@@ -390,6 +416,7 @@ impl Server {
 
 fn service(
     app: Arc<App>,
+    state: Arc<conn::ConnState>,
 ) -> impl hyper::service::Service<
     Request<Incoming>,
     Response = Response<Full<Bytes>>,
@@ -398,7 +425,10 @@ fn service(
 > + Clone {
     service_fn(move |req: Request<Incoming>| {
         let app = app.clone();
+        // The connection is busy until the answer is made.
+        let busy = state.request();
         async move {
+            let _busy = busy;
             if let Some(web) = &app.web
                 && !web
                     .authorize(req.headers().get(header::AUTHORIZATION))

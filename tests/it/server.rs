@@ -1811,3 +1811,126 @@ async fn probes_beyond_max_in_flight_are_refused_at_once() {
         .expect("run");
     assert!(!out.status.success());
 }
+
+/// Reads until the server closes the connection; the time it took, or None
+/// if it stayed open for `limit`.
+async fn closed_within(stream: &mut TcpStream, limit: Duration) -> Option<Duration> {
+    use tokio::io::AsyncReadExt as _;
+    let started = Instant::now();
+    let mut buf = [0u8; 1024];
+    loop {
+        let left = limit.checked_sub(started.elapsed())?;
+        match tokio::time::timeout(left, stream.read(&mut buf)).await {
+            Err(_) => return None,
+            Ok(Ok(0)) | Ok(Err(_)) => return Some(started.elapsed()),
+            Ok(Ok(_)) => {}
+        }
+    }
+}
+
+#[tokio::test]
+async fn slow_request_heads_and_idle_connections_are_cut_off() {
+    use tokio::io::AsyncWriteExt as _;
+    let exporter = Exporter::start_with_args(
+        BASIC,
+        &["--web.read-header-timeout=1s", "--web.idle-timeout=2s"],
+    )
+    .await;
+    let addr = exporter.addr();
+    // One byte every 200 ms: the head never completes; cut at 1 s.
+    let mut slow = TcpStream::connect(addr).await.expect("connect");
+    let started = Instant::now();
+    let writer = async {
+        for byte in b"GET /-/healthy HTTP/1.1\r\nHost: x\r\n" {
+            if slow.write_all(&[*byte]).await.is_err() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(3), writer)
+        .await
+        .ok();
+    let closed = closed_within(&mut slow, Duration::from_secs(3)).await;
+    assert!(closed.is_some(), "a dribbled head kept its connection");
+    assert!(
+        started.elapsed() < Duration::from_millis(2500),
+        "{:?}",
+        started.elapsed()
+    );
+
+    // A connection that sends nothing is idle, not a slow head: it stays
+    // past the header timeout and closes at the idle timeout.
+    let mut idle = TcpStream::connect(addr).await.expect("connect");
+    let closed = closed_within(&mut idle, Duration::from_secs(4))
+        .await
+        .expect("an idle connection stayed open");
+    assert!(
+        closed >= Duration::from_millis(1900) && closed < Duration::from_millis(3000),
+        "{closed:?}"
+    );
+    // The server serves on.
+    assert_eq!(exporter.get("/-/healthy").await.status, 200);
+}
+
+#[tokio::test]
+async fn the_oldest_idle_connection_makes_room_for_a_new_one() {
+    let exporter = Exporter::start_with_args(BASIC, &["--web.max-connections=8"]).await;
+    let addr = exporter.addr();
+    let mut idle = Vec::new();
+    for _ in 0..20 {
+        idle.push(TcpStream::connect(addr).await.expect("connect"));
+    }
+    // Healthy answers although 20 idle connections came before it.
+    assert_eq!(exporter.get("/-/healthy").await.status, 200);
+    let mut closed = 0;
+    for stream in &mut idle {
+        if closed_within(stream, Duration::from_millis(100))
+            .await
+            .is_some()
+        {
+            closed += 1;
+        }
+    }
+    assert!(
+        closed >= 13,
+        "only {closed} of 20 idle connections were closed"
+    );
+    // The newest ones are the ones still open.
+    let last = idle.last_mut().expect("one");
+    assert!(
+        closed_within(last, Duration::from_millis(100))
+            .await
+            .is_none()
+    );
+}
+
+#[tokio::test]
+async fn busy_connections_are_never_closed_for_new_ones() {
+    let silent = silent_server();
+    let exporter = Exporter::start_with_args(SLOW, &["--web.max-connections=2"]).await;
+    let addr = exporter.addr();
+    let path = probe_path(&[("target", &silent.url("/")), ("module", "slow")]);
+    let busy: Vec<_> = (0..2)
+        .map(|_| {
+            let path = path.clone();
+            tokio::spawn(
+                async move { http_request(addr, Method::GET, &path, &[], Bytes::new()).await },
+            )
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Both connections are busy: a third is refused at once, not queued.
+    let mut third = TcpStream::connect(addr).await.expect("connect");
+    assert!(
+        closed_within(&mut third, Duration::from_millis(500))
+            .await
+            .is_some(),
+        "a third connection was admitted"
+    );
+    for probe in busy {
+        let r = probe.await.expect("task").expect("answer");
+        assert_eq!(r.status, 200, "{}", r.body);
+    }
+    assert_eq!(exporter.get("/-/healthy").await.status, 200);
+}
