@@ -8,11 +8,12 @@ use std::io::Write as _;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 
 use crate::common::exporter::Exporter;
 use crate::common::exposition::Exposition;
+use crate::common::proxy::read_head;
 
 const SLACK: Duration = Duration::from_millis(300);
 const RSS_BUDGET_KIB: u64 = 200 * 1024;
@@ -26,12 +27,6 @@ fn status_kib(pid: u32, field: &str) -> u64 {
         .and_then(|v| v.split_whitespace().next())
         .and_then(|kb| kb.parse().ok())
         .unwrap_or_else(|| panic!("no {field} in /proc/{pid}/status"))
-}
-
-fn open_fds(pid: u32) -> usize {
-    std::fs::read_dir(format!("/proc/{pid}/fd"))
-        .map(|d| d.count())
-        .unwrap_or_else(|e| panic!("/proc/{pid}/fd: {e}"))
 }
 
 /// A listener on 127.0.0.1 whose every connection is handled by `serve`.
@@ -48,18 +43,6 @@ where
         }
     });
     addr
-}
-
-async fn read_head(stream: &mut TcpStream) -> String {
-    let mut head = Vec::new();
-    let mut byte = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") && head.len() < 64 * 1024 {
-        match stream.read(&mut byte).await {
-            Ok(1) => head.push(byte[0]),
-            _ => break,
-        }
-    }
-    String::from_utf8_lossy(&head).into_owned()
 }
 
 /// Probe through the binary and check the bounds; returns the metrics.
@@ -100,7 +83,7 @@ async fn probe_within_bounds(
 async fn fds_come_back(exporter: &Exporter, baseline: usize) {
     let until = Instant::now() + Duration::from_secs(3);
     loop {
-        let now = open_fds(exporter.pid());
+        let now = exporter.open_fds();
         if now <= baseline + 5 {
             return;
         }
@@ -181,7 +164,7 @@ modules:
     let timeout = Duration::from_secs(2);
     // The default cap (32 MiB) stops a body kept for a regex.
     let exporter = Exporter::start(config).await;
-    let fds = open_fds(exporter.pid());
+    let fds = exporter.open_fds();
     let m = probe_within_bounds(
         &exporter,
         &format!("http://{endless}/"),
@@ -200,7 +183,7 @@ modules:
     // the debug build the tests run). Decompression stops at the cap, kept
     // or not, long before the deadline.
     let exporter = Exporter::start_with_args(config, &["--probe.max-body-bytes=4MiB"]).await;
-    let fds = open_fds(exporter.pid());
+    let fds = exporter.open_fds();
     for module in ["gzip", "gzip_regex"] {
         let started = Instant::now();
         let m = probe_within_bounds(
@@ -221,10 +204,10 @@ modules:
     fds_come_back(&exporter, fds).await;
 }
 
-/// Completes the WebSocket handshake, then sends pings as fast as it can
-/// and never reads: the pongs owed to it pile up on the prober's side.
-async fn ping_flood(mut stream: TcpStream) {
-    let head = read_head(&mut stream).await;
+/// Answers a WebSocket upgrade request with a correct 101; false when the
+/// client went away.
+async fn accept_upgrade(stream: &mut TcpStream) -> bool {
+    let head = read_head(stream).await.unwrap_or_default();
     let key = head
         .lines()
         .find_map(|l| {
@@ -237,7 +220,13 @@ async fn ping_flood(mut stream: TcpStream) {
     let answer = format!(
         "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n\r\n"
     );
-    if stream.write_all(answer.as_bytes()).await.is_err() {
+    stream.write_all(answer.as_bytes()).await.is_ok()
+}
+
+/// Completes the WebSocket handshake, then sends pings as fast as it can
+/// and never reads: the pongs owed to it pile up on the prober's side.
+async fn ping_flood(mut stream: TcpStream) {
+    if !accept_upgrade(&mut stream).await {
         return;
     }
     // Unmasked server ping frames with 125-byte payloads, 64 KiB at a time.
@@ -254,20 +243,7 @@ async fn ping_flood(mut stream: TcpStream) {
 /// Completes the handshake, then sends one endless message in frames of
 /// 64 KiB that never finish it.
 async fn endless_message(mut stream: TcpStream) {
-    let head = read_head(&mut stream).await;
-    let key = head
-        .lines()
-        .find_map(|l| {
-            let (name, value) = l.split_once(':')?;
-            name.eq_ignore_ascii_case("sec-websocket-key")
-                .then(|| value.trim().to_string())
-        })
-        .unwrap_or_default();
-    let accept = tokio_tungstenite::tungstenite::handshake::derive_accept_key(key.as_bytes());
-    let answer = format!(
-        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n\r\n"
-    );
-    if stream.write_all(answer.as_bytes()).await.is_err() {
+    if !accept_upgrade(&mut stream).await {
         return;
     }
     // A text frame without FIN, then continuation frames without FIN.
@@ -304,7 +280,7 @@ modules:
         - expect: never-sent
 ";
     let exporter = Exporter::start(config).await;
-    let fds = open_fds(exporter.pid());
+    let fds = exporter.open_fds();
     let timeout = Duration::from_secs(2);
     // Pings as fast as they come, pongs owed and never read: the probe runs
     // to its deadline (a release build once took 500 MB doing so).
@@ -361,7 +337,7 @@ modules:
         - expect: '^NEVER'
 ";
     let exporter = Exporter::start(config).await;
-    let fds = open_fds(exporter.pid());
+    let fds = exporter.open_fds();
     for _ in 0..2 {
         probe_within_bounds(
             &exporter,

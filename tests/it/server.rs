@@ -1609,24 +1609,17 @@ async fn fifty_concurrent_probes_succeed() {
     assert_eq!(m.expect("handshake_exporter_probes_in_flight", &[]), 0.0);
 }
 
-fn open_fds(pid: u32) -> usize {
-    std::fs::read_dir(format!("/proc/{pid}/fd"))
-        .map(|d| d.count())
-        .unwrap_or_else(|e| panic!("/proc/{pid}/fd: {e}"))
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn timed_out_probes_do_not_leak_sockets() {
     let silent = silent_server();
     let server = ok_server();
     let exporter = Exporter::start(SLOW).await;
     let addr = exporter.addr();
-    let pid = exporter.pid();
     // Warm up (runtime threads, blocking pool) before the baseline.
     exporter.probe(&server.url("/"), "http_2xx").await;
     exporter.probe(&silent.url("/"), "short").await;
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let baseline = open_fds(pid);
+    let baseline = exporter.open_fds();
 
     let path = probe_path(&[("target", &silent.url("/")), ("module", "short")]);
     for _batch in 0..4 {
@@ -1650,7 +1643,7 @@ async fn timed_out_probes_do_not_leak_sockets() {
     assert!(silent.connections() >= 200, "{}", silent.connections());
     let mut last = 0;
     let settled = eventually(Duration::from_secs(3), || {
-        last = open_fds(pid);
+        last = exporter.open_fds();
         async move { last <= baseline + 5 }
     })
     .await;
@@ -1700,7 +1693,7 @@ async fn a_probe_whose_caller_leaves_is_cancelled() {
     let target = silent.url("/");
     let path = probe_path(&[("target", &target), ("module", "slow")]);
     let addr = exporter.addr();
-    let fds = open_fds(exporter.pid());
+    let fds = exporter.open_fds();
     let started = Instant::now();
     let _ = tokio::time::timeout(
         Duration::from_millis(300),
@@ -1738,7 +1731,7 @@ async fn a_probe_whose_caller_leaves_is_cancelled() {
     // Its socket to the target is closed, and the history says why.
     assert!(
         eventually(Duration::from_secs(1), || async {
-            open_fds(exporter.pid()) <= fds + 1
+            exporter.open_fds() <= fds + 1
         })
         .await,
         "the cancelled probe's socket stayed open"
@@ -1762,17 +1755,9 @@ async fn a_probe_whose_caller_leaves_is_cancelled() {
 async fn probes_beyond_max_in_flight_are_refused_at_once() {
     let silent = silent_server();
     let exporter = Exporter::start_with_args(BASIC, &["--probe.max-in-flight=2"]).await;
-    let addr = exporter.addr();
     let path = probe_path(&[("target", &silent.url("/")), ("module", "onesec")]);
     // Two probes wait for their 1 s deadline on a silent target...
-    let running: Vec<_> = (0..2)
-        .map(|_| {
-            let path = path.clone();
-            tokio::spawn(
-                async move { http_request(addr, Method::GET, &path, &[], Bytes::new()).await },
-            )
-        })
-        .collect();
+    let running = exporter.spawn_gets(&path, 2);
     let until = Instant::now() + Duration::from_secs(2);
     while own_metric(&exporter, "handshake_exporter_probes_in_flight", &[]).await < 2.0 {
         assert!(Instant::now() < until, "the two probes did not start");
@@ -1911,14 +1896,7 @@ async fn busy_connections_are_never_closed_for_new_ones() {
     let exporter = Exporter::start_with_args(SLOW, &["--web.max-connections=2"]).await;
     let addr = exporter.addr();
     let path = probe_path(&[("target", &silent.url("/")), ("module", "slow")]);
-    let busy: Vec<_> = (0..2)
-        .map(|_| {
-            let path = path.clone();
-            tokio::spawn(
-                async move { http_request(addr, Method::GET, &path, &[], Bytes::new()).await },
-            )
-        })
-        .collect();
+    let busy = exporter.spawn_gets(&path, 2);
     tokio::time::sleep(Duration::from_millis(300)).await;
     // Both connections are busy: a third is refused at once, not queued.
     let mut third = TcpStream::connect(addr).await.expect("connect");

@@ -297,6 +297,32 @@ impl Exporter {
         self.child.id()
     }
 
+    /// File descriptors the process has open now.
+    pub fn open_fds(&self) -> usize {
+        let pid = self.pid();
+        std::fs::read_dir(format!("/proc/{pid}/fd"))
+            .map(|d| d.count())
+            .unwrap_or_else(|e| panic!("/proc/{pid}/fd: {e}"))
+    }
+
+    /// Starts `n` `GET path_and_query` requests at once, each on its own
+    /// connection, without waiting for them.
+    pub fn spawn_gets(
+        &self,
+        path_and_query: &str,
+        n: usize,
+    ) -> Vec<tokio::task::JoinHandle<Result<HttpResponse, String>>> {
+        let addr = self.addr;
+        (0..n)
+            .map(|_| {
+                let path = path_and_query.to_string();
+                tokio::spawn(async move {
+                    http_request(addr, Method::GET, &path, &[], Bytes::new()).await
+                })
+            })
+            .collect()
+    }
+
     pub fn config_path(&self) -> &Path {
         &self.config_path
     }
