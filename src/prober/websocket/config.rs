@@ -6,6 +6,7 @@ use std::fmt;
 
 use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::{Deserialize, Serialize};
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
 use crate::config::client::{
     ClientConfigFile, ClientSettings, ExtraHeader, HttpHeaderFile, InlineClientConfig,
@@ -156,8 +157,9 @@ pub struct WebSocketSettings {
     pub fail_if_subprotocol_not_negotiated: bool,
     pub ping: bool,
     pub query_response: Vec<WsStep>,
-    /// Largest message or frame taken from the server.
-    pub max_message_bytes: usize,
+    /// Largest message or frame taken from the server (`max_message_bytes`)
+    /// and the write buffer bound, built once here.
+    pub limits: WebSocketConfig,
 }
 
 /// `max_message_bytes` when unset.
@@ -292,6 +294,14 @@ pub fn build(ctx: &Ctx<'_>, w: &WebSocketProbeFile) -> Result<WebSocketSettings,
         }
     }
 
+    let max_message_bytes = match &w.max_message_bytes {
+        None => DEFAULT_MAX_MESSAGE_BYTES,
+        Some(v) => ctx
+            .size("websocket.max_message_bytes", v)?
+            .and_then(|n| usize::try_from(n).ok())
+            .ok_or_else(|| ctx.err("websocket.max_message_bytes", "must be greater than 0"))?,
+    };
+
     Ok(WebSocketSettings {
         address: ctx.address_policy(
             "websocket",
@@ -304,15 +314,31 @@ pub fn build(ctx: &Ctx<'_>, w: &WebSocketProbeFile) -> Result<WebSocketSettings,
         subprotocols: w.subprotocols.clone(),
         fail_if_subprotocol_not_negotiated: w.fail_if_subprotocol_not_negotiated,
         ping: w.ping,
+        limits: limits(max_message_bytes, &query_response),
         query_response,
-        max_message_bytes: match &w.max_message_bytes {
-            None => DEFAULT_MAX_MESSAGE_BYTES,
-            Some(v) => ctx
-                .size("websocket.max_message_bytes", v)?
-                .and_then(|n| usize::try_from(n).ok())
-                .ok_or_else(|| ctx.err("websocket.max_message_bytes", "must be greater than 0"))?,
-        },
     })
+}
+
+/// Memory a WebSocket may take whatever the server does: messages and
+/// frames up to `max_message_bytes`, and what we owe a peer that does not
+/// read (pongs to its pings) bounded — past it the write fails instead of
+/// buffering without end.
+fn limits(max_message_bytes: usize, query_response: &[WsStep]) -> WebSocketConfig {
+    let write_buffer = 128 * 1024;
+    let largest_send = query_response
+        .iter()
+        .map(|step| match step {
+            WsStep::SendText { text, .. } => text.len(),
+            WsStep::SendBinary(b) => b.len(),
+            WsStep::Expect(_) => 0,
+        })
+        .max()
+        .unwrap_or(0);
+    WebSocketConfig::default()
+        .max_message_size(Some(max_message_bytes))
+        .max_frame_size(Some(max_message_bytes))
+        .write_buffer_size(write_buffer)
+        .max_write_buffer_size(write_buffer + largest_send.max(max_message_bytes) + 1024)
 }
 
 /// The block as shown: the address defaults filled in.

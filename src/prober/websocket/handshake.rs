@@ -10,9 +10,9 @@ use http_body_util::Empty;
 use hyper_util::rt::TokioIo;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
-use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
+use tokio_tungstenite::tungstenite::protocol::Role;
 
-use super::config::{WebSocketSettings, WsStep};
+use super::config::WebSocketSettings;
 use super::{HTTP_VERSION, STATUS_CODE, SUBPROTOCOL_INFO, Target, WS_DURATION, fail};
 use crate::net::Stream;
 use crate::prober::ProbeContext;
@@ -24,29 +24,6 @@ use crate::prober::reason::{FailureReason, ProbeFailure, closed_before_answer};
 
 /// The upgraded connection, ready for messages.
 pub type Ws = WebSocketStream<TokioIo<hyper::upgrade::Upgraded>>;
-
-/// Memory a WebSocket may take whatever the server does: messages and
-/// frames up to `max_message_bytes`, and what we owe a peer that does not
-/// read (pongs to its pings) bounded — past it the write fails instead of
-/// buffering without end.
-fn limits(s: &WebSocketSettings) -> WebSocketConfig {
-    let write_buffer = 128 * 1024;
-    let largest_send = s
-        .query_response
-        .iter()
-        .map(|step| match step {
-            WsStep::SendText { text, .. } => text.len(),
-            WsStep::SendBinary(b) => b.len(),
-            WsStep::Expect(_) => 0,
-        })
-        .max()
-        .unwrap_or(0);
-    WebSocketConfig::default()
-        .max_message_size(Some(s.max_message_bytes))
-        .max_frame_size(Some(s.max_message_bytes))
-        .write_buffer_size(write_buffer)
-        .max_write_buffer_size(write_buffer + largest_send.max(s.max_message_bytes) + 1024)
-}
 
 /// The status of a refused upgrade, as a reason.
 pub fn classify_status(status: u16) -> FailureReason {
@@ -269,9 +246,8 @@ pub async fn upgrade_http1(
         .await
         .map_err(|e| ProbeFailure::hyper(&e, "WebSocket upgrade"))?;
     processing.finish();
-    let ws =
-        WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Client, Some(limits(s)))
-            .await;
+    let ws = WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Client, Some(s.limits))
+        .await;
     Ok((ws, connection))
 }
 
@@ -361,9 +337,8 @@ pub async fn upgrade_h2(
     let upgraded = hyper::upgrade::on(&mut response)
         .await
         .map_err(|e| ProbeFailure::hyper(&e, "WebSocket extended CONNECT"))?;
-    let ws =
-        WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Client, Some(limits(s)))
-            .await;
+    let ws = WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Client, Some(s.limits))
+        .await;
     Ok(Some((ws, connection)))
 }
 
