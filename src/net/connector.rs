@@ -128,8 +128,6 @@ pub struct Connector<'a> {
 /// An open connection.
 pub struct Connection {
     pub stream: Box<dyn Stream>,
-    /// The address dialled: the target's, or the proxy's.
-    pub peer: SocketAddr,
     /// What the TLS handshake showed, when there was one.
     pub tls: Option<TlsInfo>,
 }
@@ -192,11 +190,7 @@ impl Connector<'_> {
         observer.note("Successfully dialed", &[("address", &peer)]);
 
         let Some(tls) = &self.tls else {
-            return Ok(Connection {
-                stream,
-                peer,
-                tls: None,
-            });
+            return Ok(Connection { stream, tls: None });
         };
         let handshake = PhaseTimer::start(observer, Phase::Tls);
         let (stream, info) =
@@ -205,7 +199,6 @@ impl Connector<'_> {
         note_session(observer, &info);
         Ok(Connection {
             stream: Box::new(stream),
-            peer,
             tls: Some(info),
         })
     }

@@ -120,10 +120,6 @@ impl Tracker {
         }
     }
 
-    pub fn limits(&self) -> ConnLimits {
-        self.limits
-    }
-
     /// Admit a new connection, closing the oldest idle one when at the
     /// cap; None when every connection is busy (the new one is refused).
     pub fn admit(&self) -> Option<Arc<ConnState>> {
@@ -140,13 +136,6 @@ impl Tracker {
         let state = Arc::new(ConnState::new());
         conns.push_back(Arc::downgrade(&state));
         Some(state)
-    }
-
-    /// Connections open now.
-    pub fn open(&self) -> usize {
-        let mut conns = self.conns.lock().unwrap_or_else(|e| e.into_inner());
-        conns.retain(|c| c.strong_count() > 0);
-        conns.len()
     }
 }
 
