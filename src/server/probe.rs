@@ -153,21 +153,22 @@ pub async fn handle(
     // While this handler waits, `_caller` is alive; when the client goes
     // away, hyper drops the handler, the sender with it, and the probe is
     // cancelled (its sockets close, it is counted as `cancelled`).
+    // The task is the probe's future itself: wrapped in another async
+    // block, the future would be held twice (captured, then awaited), and
+    // at 10,000 probes in flight that is 50 MB.
     let (_caller, caller_gone) = tokio::sync::oneshot::channel::<()>();
-    let run = run_and_record(
+    let task = tokio::spawn(run_and_record(
         app.clone(),
         module,
-        module_name.to_string(),
-        target.to_string(),
-        hostname.map(str::to_string),
-        timeout,
+        Probe {
+            module_name: module_name.to_string(),
+            target: target.to_string(),
+            hostname: hostname.map(str::to_string),
+            timeout,
+        },
+        slot,
         caller_gone,
-    );
-    let task = tokio::spawn(async move {
-        let done = run.await;
-        drop(slot);
-        done
-    });
+    ));
     let (report_text, debug_page) = match task.await {
         Ok(done) => done,
         Err(e) => return Reply::text(500, format!("probe task failed: {e}\n")),
@@ -179,17 +180,29 @@ pub async fn handle(
     }
 }
 
+/// What one `/probe` request asks for.
+struct Probe {
+    module_name: String,
+    target: String,
+    hostname: Option<String>,
+    timeout: Duration,
+}
+
 /// Run one probe, update the exporter metrics and the history; returns the
 /// exposition text and the debug page.
 async fn run_and_record(
     app: Arc<App>,
     module: Arc<Module>,
-    module_name: String,
-    target: String,
-    hostname: Option<String>,
-    timeout: Duration,
+    probe: Probe,
+    slot: tokio::sync::OwnedSemaphorePermit,
     caller: tokio::sync::oneshot::Receiver<()>,
 ) -> (String, String) {
+    let Probe {
+        module_name,
+        target,
+        hostname,
+        timeout,
+    } = probe;
     app.metrics.probes_in_flight.inc();
     let report = prober::run_probe_until(
         ProbeRequest {
@@ -208,6 +221,7 @@ async fn run_and_record(
     )
     .await;
     app.metrics.probes_in_flight.dec();
+    drop(slot);
     let result = match (report.success, report.cancelled) {
         (true, _) => "success",
         (false, true) => "cancelled",
