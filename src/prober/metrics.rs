@@ -7,7 +7,6 @@
 //! can be set. The text exposition is rendered at the end (sorted by family
 //! name, then by label values, as client_golang does).
 
-use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::Mutex;
 
@@ -72,16 +71,33 @@ impl GaugeSpec {
 
 type LabelSet = Vec<(String, String)>;
 
+/// A family and its series, sorted by label values. Vectors, not maps: a
+/// probe has a dozen families of mostly one series, and with thousands of
+/// probes in flight a map's node per family is most of a probe's metrics.
 struct Family {
     spec: &'static GaugeSpec,
-    series: BTreeMap<LabelSet, f64>,
+    series: Vec<(LabelSet, f64)>,
+}
+
+impl Family {
+    fn series_mut(&mut self, labels: LabelSet) -> &mut f64 {
+        let i = match self.series.binary_search_by(|(l, _)| l.cmp(&labels)) {
+            Ok(i) => i,
+            Err(i) => {
+                self.series.insert(i, (labels, 0.0));
+                i
+            }
+        };
+        &mut self.series[i].1
+    }
 }
 
 /// The gauges of one probe. Interior mutability so the prober can write
 /// through a shared reference while the handler keeps ownership: when the
 /// deadline cancels the prober, what it recorded so far is still rendered.
 pub struct ProbeMetrics {
-    families: Mutex<BTreeMap<&'static str, Family>>,
+    /// Sorted by family name.
+    families: Mutex<Vec<Family>>,
     declared: Vec<&'static GaugeSpec>,
 }
 
@@ -92,21 +108,26 @@ impl ProbeMetrics {
             .iter()
             .flat_map(|set| set.iter().copied())
             .collect();
-        let mut families = BTreeMap::new();
+        let mut families: Vec<Family> = Vec::new();
         for spec in &declared {
             if spec.presence != Presence::Always {
                 continue;
             }
-            let mut series = BTreeMap::new();
+            let mut family = Family {
+                spec,
+                series: Vec::new(),
+            };
             if spec.label_names.is_empty() {
-                series.insert(Vec::new(), 0.0);
+                family.series.push((Vec::new(), 0.0));
             } else {
                 for values in spec.initial {
-                    series.insert(label_set(spec, values), 0.0);
+                    family.series_mut(label_set(spec, values));
                 }
             }
-            families.insert(spec.name, Family { spec, series });
+            families.push(family);
         }
+        families.sort_by_key(|f| f.spec.name);
+        families.dedup_by_key(|f| f.spec.name);
         Self {
             families: Mutex::new(families),
             declared,
@@ -120,48 +141,49 @@ impl ProbeMetrics {
             spec.name
         );
         let mut families = self.families.lock().unwrap_or_else(|e| e.into_inner());
-        let family = families.entry(spec.name).or_insert_with(|| Family {
-            spec,
-            series: BTreeMap::new(),
-        });
-        f(family)
+        let i = match families.binary_search_by_key(&spec.name, |f| f.spec.name) {
+            Ok(i) => i,
+            Err(i) => {
+                families.insert(
+                    i,
+                    Family {
+                        spec,
+                        series: Vec::new(),
+                    },
+                );
+                i
+            }
+        };
+        f(&mut families[i])
     }
 
     /// Set an unlabelled gauge.
     pub fn set(&self, spec: &'static GaugeSpec, value: f64) {
-        self.with_family(spec, |f| {
-            f.series.insert(Vec::new(), value);
-        });
+        self.with_family(spec, |f| *f.series_mut(Vec::new()) = value);
     }
 
     /// Set one series of a gauge whose label names are declared.
     pub fn set_labelled(&self, spec: &'static GaugeSpec, values: &[&str], value: f64) {
         let labels = label_set(spec, values);
-        self.with_family(spec, |f| {
-            f.series.insert(labels, value);
-        });
+        self.with_family(spec, |f| *f.series_mut(labels) = value);
     }
 
     /// Add to one series (phase durations summed over redirects).
     pub fn add_labelled(&self, spec: &'static GaugeSpec, values: &[&str], delta: f64) {
         let labels = label_set(spec, values);
-        self.with_family(spec, |f| {
-            *f.series.entry(labels).or_insert(0.0) += delta;
-        });
+        self.with_family(spec, |f| *f.series_mut(labels) += delta);
     }
 
     /// Set a series whose label names are chosen by the user's config
     /// (`probe_expect_info`).
     pub fn set_dynamic(&self, spec: &'static GaugeSpec, labels: Vec<(String, String)>, value: f64) {
-        self.with_family(spec, |f| {
-            f.series.insert(labels, value);
-        });
+        self.with_family(spec, |f| *f.series_mut(labels) = value);
     }
 
     /// Read back a series (tests, history, self-metrics).
     pub fn get(&self, name: &str, values: &[(&str, &str)]) -> Option<f64> {
         let families = self.families.lock().unwrap_or_else(|e| e.into_inner());
-        let family = families.get(name)?;
+        let family = families.iter().find(|f| f.spec.name == name)?;
         family.series.iter().find_map(|(labels, v)| {
             let matches = labels.len() == values.len()
                 && labels
@@ -176,7 +198,7 @@ impl ProbeMetrics {
     pub fn encode_text(&self) -> String {
         let families = self.families.lock().unwrap_or_else(|e| e.into_inner());
         let mut out = String::with_capacity(2048);
-        for family in families.values() {
+        for family in families.iter() {
             if family.series.is_empty() {
                 continue;
             }
