@@ -17,6 +17,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use super::address::{AddressPolicy, resolve};
+use super::fair::Fair;
 use super::policy::TargetPolicy;
 use super::proxy::{ProxyUrl, tunnel};
 use super::tls::{Alpn, TlsClient, TlsInfo, handshake_with};
@@ -175,7 +176,10 @@ impl Connector<'_> {
         };
         observer.note("Dialing TCP", &[("address", &peer)]);
         let tcp = dial::connect(peer, self.source).await?;
-        let mut stream: Box<dyn Stream> = Box::new(tcp);
+        // Everything read from the target, tunnel and TLS included, goes
+        // through `Fair`: a target that never pauses cannot hold the probe
+        // past its deadline.
+        let mut stream: Box<dyn Stream> = Box::new(Fair::new(tcp));
         if let Some(hop) = self.proxy.filter(|hop| hop.tunnel) {
             tunnel(
                 stream.as_mut(),

@@ -12,6 +12,7 @@ pub mod cert;
 pub mod connector;
 pub mod dial;
 pub mod error;
+pub mod fair;
 pub mod ocsp;
 pub mod policy;
 pub mod proxy;
