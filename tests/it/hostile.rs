@@ -6,14 +6,19 @@
 
 use std::io::Write as _;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use rustls::ServerConfig;
 
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 
 use crate::common::exporter::Exporter;
 use crate::common::exposition::Exposition;
+use crate::common::pki::Pki;
 use crate::common::proxy::read_head;
+use crate::common::tls_server::{Server, ServerTls};
 
 const SLACK: Duration = Duration::from_millis(300);
 const RSS_BUDGET_KIB: u64 = 200 * 1024;
@@ -357,5 +362,363 @@ modules:
     // The log part is at most 64 KiB, plus the metrics and module sections.
     assert!(page.body.len() < 80 * 1024, "{} bytes", page.body.len());
     assert!(page.body.contains("log lines ("), "the drop is said");
+    fds_come_back(&exporter, fds).await;
+}
+
+/// Answers the request with a status line, then one header byte every
+/// 100 ms, never ending the head.
+async fn slow_head(mut stream: TcpStream) {
+    let _ = read_head(&mut stream).await;
+    if stream.write_all(b"HTTP/1.1 200 OK\r\n").await.is_err() {
+        return;
+    }
+    while stream.write_all(b"X").await.is_ok() {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Answers with a head that never ends: 8 kB header lines, as fast as
+/// they are read (to a 101 for an upgrade as well).
+async fn endless_head(mut stream: TcpStream) {
+    let _ = read_head(&mut stream).await;
+    let line = format!("X-Filler: {}\r\n", "f".repeat(8000)).repeat(8);
+    if stream.write_all(b"HTTP/1.1 200 OK\r\n").await.is_err() {
+        return;
+    }
+    while stream.write_all(line.as_bytes()).await.is_ok() {}
+}
+
+#[tokio::test]
+async fn slow_and_endless_response_heads_end_in_time() {
+    let slow = hostile_server(slow_head).await;
+    let endless = hostile_server(endless_head).await;
+    let config = "\
+modules:
+  http_1s:
+    prober: http
+    timeout: 1s
+  ws_1s:
+    prober: websocket
+    timeout: 1s
+";
+    let exporter = Exporter::start(config).await;
+    let fds = exporter.open_fds();
+    let timeout = Duration::from_secs(1);
+    // A head trickling in is cut at the deadline.
+    for (target, module) in [
+        (format!("http://{slow}/"), "http_1s"),
+        (format!("ws://{slow}/"), "ws_1s"),
+    ] {
+        probe_within_bounds(&exporter, &target, module, timeout, "timeout").await;
+    }
+    // A head that never ends is refused at the client's head limit, long
+    // before the deadline; it is not a clean HTTP answer.
+    for (target, module) in [
+        (format!("http://{endless}/"), "http_1s"),
+        (format!("ws://{endless}/"), "ws_1s"),
+    ] {
+        let started = Instant::now();
+        probe_within_bounds(&exporter, &target, module, timeout, "network_error").await;
+        assert!(
+            started.elapsed() < timeout / 2,
+            "{module}: {:?}",
+            started.elapsed()
+        );
+    }
+    fds_come_back(&exporter, fds).await;
+}
+
+/// One HTTP/2 frame: length, type, flags, stream id, payload.
+fn h2_frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
+    let len = u32::try_from(payload.len()).expect("frame length");
+    let mut frame = len.to_be_bytes()[1..].to_vec();
+    frame.extend_from_slice(&[kind, flags]);
+    frame.extend_from_slice(&stream.to_be_bytes());
+    frame.extend_from_slice(payload);
+    frame
+}
+
+const H2_SETTINGS: u8 = 0x4;
+const H2_PING: u8 = 0x6;
+const H2_HEADERS: u8 = 0x1;
+const H2_CONTINUATION: u8 = 0x9;
+
+/// How an HTTP/2 server floods its client after the preface.
+#[derive(Clone, Copy, Debug)]
+enum H2Flood {
+    /// PINGs as fast as they go, the ACKs owed never read.
+    Ping,
+    /// SETTINGS frames, each owed an ACK, never read.
+    Settings,
+    /// The response's HEADERS without END_HEADERS, then CONTINUATION
+    /// frames that never end the header block.
+    Continuation,
+}
+
+/// A TLS server that speaks HTTP/2 (ALPN h2) and floods.
+async fn h2_flood_server(tls: Arc<ServerConfig>, flood: H2Flood) -> SocketAddr {
+    hostile_server(move |stream| {
+        let acceptor = tokio_rustls::TlsAcceptor::from(tls.clone());
+        async move {
+            let Ok(mut stream) = acceptor.accept(stream).await else {
+                return;
+            };
+            // The client preface, its SETTINGS and (for a response flood)
+            // its request: a few hundred bytes, read once.
+            let mut buf = vec![0u8; 16 * 1024];
+            let _ = tokio::time::timeout(
+                Duration::from_millis(200),
+                tokio::io::AsyncReadExt::read(&mut stream, &mut buf),
+            )
+            .await;
+            if stream
+                .write_all(&h2_frame(H2_SETTINGS, 0, 0, &[]))
+                .await
+                .is_err()
+            {
+                return;
+            }
+            let burst = match flood {
+                H2Flood::Ping => h2_frame(H2_PING, 0, 0, b"pingpong").repeat(4096),
+                H2Flood::Settings => {
+                    // SETTINGS_MAX_CONCURRENT_STREAMS = 100, again and again.
+                    h2_frame(H2_SETTINGS, 0, 0, &[0, 3, 0, 0, 0, 100]).repeat(4096)
+                }
+                H2Flood::Continuation => {
+                    // Literal header fields `x: y` (HPACK, not indexed).
+                    let block = [0x00, 1, b'x', 1, b'y'].repeat(3000);
+                    let headers = h2_frame(H2_HEADERS, 0, 1, &block);
+                    if stream.write_all(&headers).await.is_err() {
+                        return;
+                    }
+                    h2_frame(H2_CONTINUATION, 0, 1, &block).repeat(16)
+                }
+            };
+            while stream.write_all(&burst).await.is_ok() {}
+        }
+    })
+    .await
+}
+
+#[tokio::test]
+async fn http2_floods_end_in_time() {
+    let pki = Pki::new();
+    let leaf = pki.localhost_leaf();
+    let tls = ServerTls::new(&leaf).alpn(&["h2"]).build();
+    let config = format!(
+        "\
+modules:
+  h2:
+    prober: http
+    timeout: 2s
+    http:
+      valid_http_versions: [HTTP/2.0]
+      tls_config:
+        ca_file: {}
+",
+        pki.ca_file().display()
+    );
+    let exporter = Exporter::start(&config).await;
+    let fds = exporter.open_fds();
+    let timeout = Duration::from_secs(2);
+    for (flood, reason) in [
+        // Frames owed an answer that is never read: the client stops
+        // reading until it can answer, and the deadline ends the probe.
+        (H2Flood::Ping, "timeout"),
+        (H2Flood::Settings, "timeout"),
+        // A header block that never ends is refused at the client's
+        // header-list limit.
+        (H2Flood::Continuation, "network_error"),
+    ] {
+        let server = h2_flood_server(tls.clone(), flood).await;
+        eprintln!("{flood:?}");
+        probe_within_bounds(
+            &exporter,
+            &format!("https://localhost:{}/", server.port()),
+            "h2",
+            timeout,
+            reason,
+        )
+        .await;
+    }
+    fds_come_back(&exporter, fds).await;
+}
+
+/// Completes the handshake, then announces a text frame of 2 GiB (or of
+/// 2^63 - 1 bytes) and sends its payload slowly.
+async fn huge_frame_header(mut stream: TcpStream, len: u64) {
+    if !accept_upgrade(&mut stream).await {
+        return;
+    }
+    let mut header = vec![0x81, 127];
+    header.extend_from_slice(&len.to_be_bytes());
+    if stream.write_all(&header).await.is_err() {
+        return;
+    }
+    while stream.write_all(b"x").await.is_ok() {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Completes the handshake, then starts a message and continues it with
+/// endless continuation frames carrying `payload` each (empty: the message
+/// never grows; one byte: it grows by a byte per 3 bytes on the wire).
+async fn fragment_flood(mut stream: TcpStream, payload: &'static [u8]) {
+    if !accept_upgrade(&mut stream).await {
+        return;
+    }
+    let len = u8::try_from(payload.len()).expect("short payload");
+    if stream.write_all(&[0x01, 1, b'x']).await.is_err() {
+        return;
+    }
+    let frame = [&[0x00, len][..], payload].concat();
+    let burst = frame.repeat(16 * 1024);
+    while stream.write_all(&burst).await.is_ok() {}
+}
+
+#[tokio::test]
+async fn websocket_frame_headers_and_fragment_floods_stay_bounded() {
+    let two_gib = hostile_server(|s| huge_frame_header(s, 2 << 30)).await;
+    let max_len = hostile_server(|s| huge_frame_header(s, i64::MAX as u64)).await;
+    let empty_fragments = hostile_server(|s| fragment_flood(s, b"")).await;
+    let byte_fragments = hostile_server(|s| fragment_flood(s, b"y")).await;
+    let config = "\
+modules:
+  ws_expect:
+    prober: websocket
+    timeout: 2s
+    websocket:
+      query_response:
+        - expect: never-sent
+";
+    let exporter = Exporter::start(config).await;
+    let fds = exporter.open_fds();
+    let timeout = Duration::from_secs(2);
+    // A frame header announcing more than max_message_bytes fails at the
+    // header, not after reading (or allocating) the payload.
+    for server in [two_gib, max_len] {
+        let started = Instant::now();
+        probe_within_bounds(
+            &exporter,
+            &format!("ws://{server}/"),
+            "ws_expect",
+            timeout,
+            "expect_failed",
+        )
+        .await;
+        assert!(started.elapsed() < timeout / 2, "{:?}", started.elapsed());
+    }
+    // Fragments that never end a message: bounded by the message cap or
+    // the deadline, whichever comes first.
+    for server in [empty_fragments, byte_fragments] {
+        probe_within_bounds(
+            &exporter,
+            &format!("ws://{server}/"),
+            "ws_expect",
+            timeout,
+            "expect_failed",
+        )
+        .await;
+    }
+    fds_come_back(&exporter, fds).await;
+}
+
+#[tokio::test]
+async fn long_and_decoy_certificate_chains_end_in_time() {
+    let pki = Pki::new();
+    let leaf = pki.localhost_leaf();
+    // 500 certificates: more than a TLS handshake message can carry.
+    let mut long = leaf.chain.clone();
+    long.extend(std::iter::repeat_n(pki.intermediate_der(), 498));
+    let long = Server::tls(ServerTls::with_chain(long, leaf.key()).build()).await;
+    // 120 issuers named like the real one, every path through them to be
+    // tried: the verifier's budget ends the search (in 0.7 s in the debug
+    // build), and the real path is found.
+    let mut decoys = vec![leaf.cert.clone()];
+    decoys.extend(pki.decoy_intermediates(120));
+    decoys.push(pki.intermediate_der());
+    let decoys = Server::tls(ServerTls::with_chain(decoys, leaf.key()).build()).await;
+    let config = format!(
+        "\
+modules:
+  tls:
+    prober: tls
+    timeout: 2s
+    tls:
+      tls_config:
+        ca_file: {ca}
+  https:
+    prober: http
+    timeout: 2s
+    http:
+      tls_config:
+        ca_file: {ca}
+",
+        ca = pki.ca_file().display()
+    );
+    let exporter = Exporter::start(&config).await;
+    let fds = exporter.open_fds();
+    let timeout = Duration::from_secs(2);
+    for (module, target) in [
+        ("tls", long.localhost_target()),
+        ("https", format!("https://{}/", long.localhost_target())),
+    ] {
+        let started = Instant::now();
+        probe_within_bounds(&exporter, &target, module, timeout, "tls_handshake_failed").await;
+        assert!(
+            started.elapsed() < timeout / 2,
+            "{module}: {:?}",
+            started.elapsed()
+        );
+    }
+    let rss_before = status_kib(exporter.pid(), "VmHWM:");
+    let started = Instant::now();
+    let m = exporter
+        .probe_metrics(&decoys.localhost_target(), "tls")
+        .await;
+    eprintln!("decoys: {:?}", started.elapsed());
+    assert!(started.elapsed() < timeout, "{:?}", started.elapsed());
+    assert_eq!(m.value("probe_success", &[]), Some(1.0));
+    assert!(status_kib(exporter.pid(), "VmHWM:") - rss_before < RSS_BUDGET_KIB);
+    fds_come_back(&exporter, fds).await;
+}
+
+/// Answers 200 with `size` bytes of words that never contain "NEVER".
+async fn wordy_body(mut stream: TcpStream, size: usize) {
+    let _ = read_head(&mut stream).await;
+    let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {size}\r\n\r\n");
+    let words = b"lorem ipsum dolor sit amet consectetur ".repeat(size / 39 + 1);
+    let _ = stream.write_all(head.as_bytes()).await;
+    let _ = stream.write_all(&words[..size]).await;
+}
+
+#[tokio::test]
+async fn a_slow_body_regex_does_not_hold_the_answer_past_the_deadline() {
+    let server = hostile_server(|s| wordy_body(s, 8 << 20)).await;
+    // Counted repetitions of a Unicode class: the lazy DFA gives up on its
+    // cache and the search takes over 5 s over 8 MiB in a release build
+    // (more in the debug build the tests run).
+    let config = r"
+modules:
+  regex:
+    prober: http
+    timeout: 2s
+    http:
+      fail_if_body_not_matches_regexp: ['(?:\w{1,10}\s+){1,20}NEVER']
+";
+    let exporter = Exporter::start(config).await;
+    let fds = exporter.open_fds();
+    probe_within_bounds(
+        &exporter,
+        &format!("http://{server}/"),
+        "regex",
+        Duration::from_secs(2),
+        "timeout",
+    )
+    .await;
+    // The runtime stayed free while the search ran on a blocking thread.
+    let started = Instant::now();
+    assert_eq!(exporter.get("/-/healthy").await.status, 200);
+    assert!(started.elapsed() < Duration::from_millis(300));
     fds_come_back(&exporter, fds).await;
 }

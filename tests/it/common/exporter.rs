@@ -34,9 +34,13 @@ pub const READY_TIMEOUT: Duration = Duration::from_secs(10);
 /// Upper bound for one request to the exporter (probes time out earlier).
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Path of our binary, built by cargo for integration tests.
+/// Path of our binary, built by cargo for integration tests;
+/// `HS_EXPORTER_BINARY` runs the tests against another build (a release
+/// build, say, to see how long CPU-bound steps take there).
 pub fn our_binary() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_handshake_exporter"))
+    std::env::var_os("HS_EXPORTER_BINARY")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_handshake_exporter")))
 }
 
 /// An HTTP response from the exporter.

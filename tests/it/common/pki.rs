@@ -297,6 +297,20 @@ impl Pki {
         leaf
     }
 
+    /// `n` self-signed CA certificates named like the intermediate (same
+    /// subject, other keys): issuers a verifier finds by name and must try
+    /// and reject one signature at a time.
+    pub fn decoy_intermediates(&self, n: usize) -> Vec<CertificateDer<'static>> {
+        (0..n)
+            .map(|_| {
+                let mut params = ca_params(INTERMEDIATE_CN, self.intermediate_validity);
+                params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+                let key = KeyPair::generate().expect("decoy key");
+                params.self_signed(&key).expect("decoy CA").der().clone()
+            })
+            .collect()
+    }
+
     /// `localhost` + `127.0.0.1`, valid for 90 days, chain served.
     pub fn localhost_leaf(&self) -> Leaf {
         self.leaf(&["localhost"], &[localhost_ip()], Validity::default())
