@@ -494,6 +494,9 @@ modules:
     }
 }
 
+#[cfg(test)]
+mod proptests;
+
 /// Masking is by type: every config field whose name says it holds a
 /// credential must be a `Secret`, wherever it is and whichever prober it
 /// belongs to (the walk finds fields added later without being told).
