@@ -91,6 +91,11 @@ pub fn split_host_port(target: &str) -> Result<(String, u16), ProbeFailure> {
     }
     let port: u16 = port.parse().map_err(|_| bad("invalid port"))?;
     let host = resolve::unbracket(host);
+    // Brackets only enclose the whole host, as Go's SplitHostPort has it:
+    // `[[::1]]:80` or `a]:80` is not a target.
+    if let Some(c) = host.chars().find(|c| matches!(c, '[' | ']')) {
+        return Err(bad(&format!("unexpected '{c}' in address")));
+    }
     if host.is_empty() {
         return Err(bad("missing host"));
     }
@@ -112,5 +117,16 @@ mod tests {
         assert!(split_host_port("::1:443").is_err());
         assert!(split_host_port(":80").is_err());
         assert!(split_host_port("a:99999").is_err());
+    }
+
+    #[test]
+    fn stray_brackets_are_refused() {
+        // Found by proptests::agrees_with_go_split_host_port: these were
+        // accepted with the brackets kept in the host ("[[::1]]:80" gave
+        // "[::1]", which the resolver then unbracketed again).
+        for bad in ["[:1", "[:+1", "a]:80", "[[::1]]:80", "[a]]:80", "[a]b:80"] {
+            assert!(split_host_port(bad).is_err(), "{bad}");
+        }
+        assert_eq!(split_host_port("[a:b]:80").unwrap(), ("a:b".into(), 80));
     }
 }
