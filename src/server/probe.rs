@@ -28,7 +28,8 @@ const MAX_SCRAPE_TIMEOUT: f64 = 86_400.0;
 /// blackbox's zero (or a module timeout longer than the scrape).
 ///
 /// An empty header counts as absent; one that is not a finite positive
-/// number (`NaN`, `-1`, `0`, `+Inf`, `abc`) is an error (a 400).
+/// number (`NaN`, `-1`, `0`, `+Inf`, `abc`) is an error (a 400). The
+/// result is at least a nanosecond and at most a day, whatever the offset.
 pub fn probe_timeout(
     module_timeout: Option<Duration>,
     header: Option<&str>,
@@ -52,7 +53,10 @@ pub fn probe_timeout(
         Some(t) if t > 0.0 => t.min(scrape),
         _ => scrape,
     };
-    Ok(Duration::from_secs_f64(secs))
+    // A negative --timeout-offset can push the budget past a day (even to
+    // infinity, which from_secs_f64 would panic on), and a scrape timeout
+    // under a nanosecond would round to a zero deadline.
+    Ok(Duration::from_secs_f64(secs.min(MAX_SCRAPE_TIMEOUT)).max(Duration::from_nanos(1)))
 }
 
 /// Reject targets no prober should see: empty, huge, or with control
@@ -289,6 +293,32 @@ mod tests {
         assert_eq!(t(Some(0.1), Some("0.2")), 0.1);
         assert!(probe_timeout(None, Some("abc"), 0.5).is_err());
         assert!(probe_timeout(None, Some("-1"), 0.5).is_err());
+    }
+
+    #[test]
+    fn any_offset_and_header_stay_within_a_nanosecond_and_a_day() {
+        // Found by proptests::timeout_is_positive_finite_and_at_most_a_day:
+        // a huge negative --timeout-offset panicked in
+        // Duration::from_secs_f64, a smaller one gave more than a day, and
+        // a scrape timeout under a nanosecond gave a zero deadline.
+        let day = Duration::from_secs(86_400);
+        assert_eq!(probe_timeout(None, None, -1e300), Ok(day));
+        assert_eq!(probe_timeout(None, None, f64::NEG_INFINITY), Ok(day));
+        assert_eq!(probe_timeout(None, Some("86400"), -10.0), Ok(day));
+        let nanosecond = Duration::from_nanos(1);
+        assert_eq!(probe_timeout(None, Some("1e-320"), 0.5), Ok(nanosecond));
+        assert_eq!(
+            probe_timeout(Some(Duration::from_secs(5)), Some("1e-10"), 0.0),
+            Ok(nanosecond)
+        );
+        // A moderate negative offset still lengthens the probe, as in blackbox.
+        assert_eq!(t_offset(None, Some("15"), -1.0), 16.0);
+    }
+
+    fn t_offset(module: Option<f64>, header: Option<&str>, offset: f64) -> f64 {
+        probe_timeout(module.map(Duration::from_secs_f64), header, offset)
+            .unwrap()
+            .as_secs_f64()
     }
 
     #[test]
