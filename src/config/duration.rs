@@ -365,3 +365,190 @@ mod tests {
         ));
     }
 }
+
+#[cfg(test)]
+mod proptests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    const NANOS_PER_HOUR: u64 = 3_600_000_000_000;
+
+    fn config(cases: u32) -> ProptestConfig {
+        ProptestConfig {
+            cases,
+            failure_persistence: None,
+            ..ProptestConfig::default()
+        }
+    }
+
+    /// Go's `time.Duration.String()`: `1h2m3.5s`, `1.5ms`, `300µs`, `42ns`,
+    /// `0s` (written here from its definition, not from the parser).
+    fn go_format(d: Duration) -> String {
+        let n = d.as_nanos();
+        if n == 0 {
+            return "0s".into();
+        }
+        // Below a second: one unit with a fraction.
+        let fraction = |value: u128, unit: u128, digits: usize| {
+            let whole = value / unit;
+            let frac = value % unit;
+            if frac == 0 {
+                format!("{whole}")
+            } else {
+                let text = format!("{frac:0digits$}");
+                format!("{whole}.{}", text.trim_end_matches('0'))
+            }
+        };
+        if n < 1_000 {
+            return format!("{n}ns");
+        }
+        if n < 1_000_000 {
+            return format!("{}µs", fraction(n, 1_000, 3));
+        }
+        if n < 1_000_000_000 {
+            return format!("{}ms", fraction(n, 1_000_000, 6));
+        }
+        let hours = n / u128::from(NANOS_PER_HOUR);
+        let rest = n % u128::from(NANOS_PER_HOUR);
+        let minutes = rest / 60_000_000_000;
+        let seconds = fraction(rest % 60_000_000_000, 1_000_000_000, 9);
+        if hours > 0 {
+            format!("{hours}h{minutes}m{seconds}s")
+        } else if minutes > 0 {
+            format!("{minutes}m{seconds}s")
+        } else {
+            format!("{seconds}s")
+        }
+    }
+
+    /// Prometheus' `model.Duration.String()` shape: whole units, largest
+    /// first, zero units left out. Days, weeks and years are left to hours
+    /// because blackbox's `timeout` (a Go `time.Duration`) does not take
+    /// them; sub-millisecond parts use Go's `us` and `ns`.
+    fn prometheus_format(d: Duration) -> String {
+        let mut n = d.as_nanos();
+        if n == 0 {
+            return "0s".into();
+        }
+        let mut out = String::new();
+        for (unit, nanos) in [
+            ("h", u128::from(NANOS_PER_HOUR)),
+            ("m", 60_000_000_000),
+            ("s", 1_000_000_000),
+            ("ms", 1_000_000),
+            ("us", 1_000),
+            ("ns", 1),
+        ] {
+            let k = n / nanos;
+            if k > 0 {
+                out.push_str(&format!("{k}{unit}"));
+                n %= nanos;
+            }
+        }
+        out
+    }
+
+    /// Durations a config may hold: up to Go's maximum (`i64::MAX` ns),
+    /// weighted towards the timeouts people write.
+    fn any_duration() -> impl Strategy<Value = Duration> {
+        prop_oneof![
+            (0u64..=i64::MAX as u64).prop_map(Duration::from_nanos),
+            (0u64..3_600_000).prop_map(Duration::from_millis),
+            (0u64..100_000).prop_map(Duration::from_secs),
+            (0u64..1_000_000).prop_map(Duration::from_micros),
+        ]
+    }
+
+    const SIZE_UNITS: &[(&str, u32)] = &[
+        ("B", 0),
+        ("KB", 1),
+        ("KiB", 1),
+        ("MB", 2),
+        ("MiB", 2),
+        ("GB", 3),
+        ("GiB", 3),
+        ("TB", 4),
+        ("TiB", 4),
+        ("PB", 5),
+        ("PiB", 5),
+    ];
+
+    proptest! {
+        #![proptest_config(config(256))]
+
+        #[test]
+        fn go_formatted_durations_round_trip(d in any_duration()) {
+            let text = go_format(d);
+            prop_assert_eq!(parse_duration(&text), Ok(d), "{}", text);
+        }
+
+        #[test]
+        fn prometheus_formatted_durations_round_trip(d in any_duration()) {
+            let text = prometheus_format(d);
+            prop_assert_eq!(parse_duration(&text), Ok(d), "{}", text);
+        }
+
+        #[test]
+        fn a_leading_plus_changes_nothing(d in any_duration()) {
+            let text = go_format(d);
+            prop_assert_eq!(parse_duration(&format!("+{text}")), parse_duration(&text));
+        }
+
+        #[test]
+        fn negative_durations_are_refused(d in any_duration()) {
+            prop_assume!(!d.is_zero());
+            let text = format!("-{}", go_format(d));
+            prop_assert_eq!(parse_duration(&text), Err(UnitError::NegativeDuration(text.clone())));
+        }
+
+        #[test]
+        fn past_go_range_is_an_overflow_not_a_wrap(extra in 1u64..1_000_000) {
+            // i64::MAX ns is 2562047h47m16.854775807s.
+            let text = format!("2562047h47m{}ns", 16_854_775_807u64 + extra);
+            prop_assert_eq!(parse_duration(&text), Err(UnitError::DurationOverflow(text.clone())));
+        }
+
+        #[test]
+        fn duration_parsing_never_panics(s in "\\PC{0,24}") {
+            if let Ok(d) = parse_duration(&s) {
+                prop_assert!(d.as_nanos() <= i64::MAX as u128);
+            }
+        }
+
+        #[test]
+        fn duration_like_text_never_panics(s in "[-+]?([0-9]{0,25}\\.?[0-9]{0,25}(ns|us|µs|μs|ms|s|m|h|d|x|)){1,4}") {
+            if let Ok(d) = parse_duration(&s) {
+                prop_assert!(d.as_nanos() <= i64::MAX as u128);
+            }
+        }
+
+        #[test]
+        fn byte_counts_parse_as_themselves(n in any::<i64>()) {
+            prop_assert_eq!(parse_base2_bytes(&n.to_string()), Ok(n));
+            prop_assert_eq!(parse_base2_bytes(&format!(" {n}\t")), Ok(n));
+        }
+
+        #[test]
+        fn sizes_with_a_unit_are_base_2(v in 0u64..1_000_000, unit in 0..SIZE_UNITS.len()) {
+            let (name, power) = SIZE_UNITS[unit];
+            let want = u128::from(v) * 1024u128.pow(power);
+            let got = parse_base2_bytes(&format!("{v}{name}"));
+            if want <= i64::MAX as u128 {
+                prop_assert_eq!(got, Ok(want as i64));
+            } else {
+                prop_assert!(matches!(got, Err(UnitError::SizeOverflow(_))), "{:?}", got);
+            }
+        }
+
+        #[test]
+        fn size_parsing_never_panics(s in "\\PC{0,24}") {
+            let _ = parse_base2_bytes(&s);
+        }
+
+        #[test]
+        fn size_like_text_never_panics(s in "[-+ ]?([0-9]{0,22}\\.?[0-9]{0,22}(B|KB|KiB|MiB|EB|EiB|kb|X|)){1,4}") {
+            let _ = parse_base2_bytes(&s);
+        }
+    }
+}

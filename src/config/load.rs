@@ -394,3 +394,66 @@ pub fn show_address(preferred: &mut Option<String>, fallback: &mut Option<bool>)
 pub fn non_empty(s: &Option<String>) -> Option<&str> {
     s.as_deref().filter(|s| !s.is_empty())
 }
+
+#[cfg(test)]
+mod proptests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn ctx() -> Ctx<'static> {
+        Ctx {
+            module: "m",
+            base_dir: Path::new("/nonexistent"),
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig {
+            cases: 256,
+            failure_persistence: None,
+            ..ProptestConfig::default()
+        })]
+
+        #[test]
+        fn integer_sizes_are_bytes_and_non_positive_is_none(n in any::<i64>()) {
+            let got = ctx().size("body_size_limit", &Scalar::Int(n));
+            prop_assert_eq!(got.ok(), Some(u64::try_from(n).ok().filter(|n| *n > 0)));
+        }
+
+        #[test]
+        fn fractional_numbers_are_refused(x in any::<f64>()) {
+            let got = ctx().size("body_size_limit", &Scalar::Float(x));
+            prop_assert!(
+                matches!(&got, Err(ConfigError::Invalid { module, key, .. })
+                    if module == "m" && key == "body_size_limit"),
+                "{:?}", got
+            );
+        }
+
+        #[test]
+        fn text_sizes_never_panic_and_agree_with_the_parser(s in "[-+ ]?[0-9.]{0,8}(B|KB|KiB|MB|MiB|GiB|EB|x|)\\PC{0,3}") {
+            match ctx().size("body_size_limit", &Scalar::Text(s.clone())) {
+                Ok(Some(n)) => {
+                    prop_assert!(n > 0);
+                    prop_assert_eq!(parse_base2_bytes(&s), Ok(n as i64));
+                }
+                Ok(None) => prop_assert!(matches!(parse_base2_bytes(&s), Ok(n) if n <= 0)),
+                Err(e) => {
+                    prop_assert!(parse_base2_bytes(&s).is_err());
+                    prop_assert!(e.to_string().contains("body_size_limit"), "{}", e);
+                }
+            }
+        }
+
+        #[test]
+        fn written_sizes_are_their_byte_count(v in 1u64..100_000, power in 0u32..4, binary in any::<bool>()) {
+            let unit = match (power, binary) {
+                (0, _) => "B".to_string(),
+                (p, b) => format!("{}{}", ["K", "M", "G"][p as usize - 1], if b { "iB" } else { "B" }),
+            };
+            let got = ctx().size("body_size_limit", &Scalar::Text(format!("{v}{unit}")));
+            prop_assert_eq!(got.ok(), Some(Some(v * 1024u64.pow(power))));
+        }
+    }
+}

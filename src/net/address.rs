@@ -285,3 +285,164 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+mod proptests {
+    use std::net::Ipv4Addr;
+
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn v4_mask(prefix: u8) -> u32 {
+        if prefix == 0 {
+            0
+        } else {
+            u32::MAX << (32 - u32::from(prefix))
+        }
+    }
+
+    fn v6_mask(prefix: u8) -> u128 {
+        if prefix == 0 {
+            0
+        } else {
+            u128::MAX << (128 - u32::from(prefix))
+        }
+    }
+
+    /// An IPv6 address that is not IPv4-mapped (those count as IPv4).
+    fn plain_v6() -> impl Strategy<Value = Ipv6Addr> {
+        any::<Ipv6Addr>().prop_filter("IPv4-mapped", |ip| ip.to_ipv4_mapped().is_none())
+    }
+
+    /// Another address near `base` (sharing a random number of leading
+    /// bits), so both sides of the prefix boundary are exercised.
+    fn near_v4(base: Ipv4Addr, keep: u8, noise: u32) -> Ipv4Addr {
+        let m = v4_mask(keep.min(32));
+        Ipv4Addr::from((u32::from(base) & m) | (noise & !m))
+    }
+
+    fn near_v6(base: Ipv6Addr, keep: u8, noise: u128) -> Ipv6Addr {
+        let m = v6_mask(keep.min(128));
+        Ipv6Addr::from((u128::from(base) & m) | (noise & !m))
+    }
+
+    fn dns_name() -> impl Strategy<Value = String> {
+        "[a-z0-9]([a-z0-9-]{0,10}[a-z0-9])?(\\.[a-z0-9]([a-z0-9-]{0,10}[a-z0-9])?){0,3}"
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig {
+            cases: 256,
+            failure_persistence: None,
+            ..ProptestConfig::default()
+        })]
+
+        #[test]
+        fn v4_ranges_contain_exactly_their_prefix(
+            ip in any::<Ipv4Addr>(),
+            prefix in 0u8..=32,
+            keep in 0u8..=32,
+            noise in any::<u32>(),
+        ) {
+            let c = Cidr::parse(&format!("{ip}/{prefix}")).expect("valid CIDR");
+            let network = Ipv4Addr::from(u32::from(ip) & v4_mask(prefix));
+            prop_assert!(c.contains(IpAddr::V4(network)));
+            prop_assert!(c.contains(IpAddr::V4(ip)));
+            let other = near_v4(ip, keep, noise);
+            let inside = u32::from(other) & v4_mask(prefix) == u32::from(network);
+            prop_assert_eq!(c.contains(IpAddr::V4(other)), inside);
+            // IPv4-mapped IPv6 is the IPv4 address it maps.
+            prop_assert_eq!(c.contains(IpAddr::V6(other.to_ipv6_mapped())), inside);
+            prop_assert_eq!(Cidr::parse(&c.to_string()), Ok(c));
+        }
+
+        #[test]
+        fn v6_ranges_contain_exactly_their_prefix(
+            ip in plain_v6(),
+            prefix in 0u8..=128,
+            keep in 0u8..=128,
+            noise in any::<u128>(),
+            v4 in any::<Ipv4Addr>(),
+        ) {
+            let c = Cidr::parse(&format!("{ip}/{prefix}")).expect("valid CIDR");
+            let network = Ipv6Addr::from(u128::from(ip) & v6_mask(prefix));
+            prop_assert!(c.contains(IpAddr::V6(ip)));
+            let other = near_v6(ip, keep, noise);
+            prop_assume!(other.to_ipv4_mapped().is_none());
+            let inside = u128::from(other) & v6_mask(prefix) == u128::from(network);
+            prop_assert_eq!(c.contains(IpAddr::V6(other)), inside);
+            if network.to_ipv4_mapped().is_none() {
+                prop_assert!(c.contains(IpAddr::V6(network)));
+            }
+            prop_assert!(!c.contains(IpAddr::V4(v4)));
+            prop_assert_eq!(Cidr::parse(&c.to_string()), Ok(c));
+            prop_assert_eq!(Cidr::parse(&format!("[{ip}]/{prefix}")), Ok(c));
+        }
+
+        #[test]
+        fn a_mapped_range_is_the_ipv4_range(ip in any::<Ipv4Addr>(), prefix in 96u8..=128) {
+            let mapped = Cidr::parse(&format!("{}/{prefix}", ip.to_ipv6_mapped()));
+            let plain = Cidr::parse(&format!("{ip}/{}", prefix - 96));
+            prop_assert_eq!(mapped, plain);
+        }
+
+        #[test]
+        fn a_bare_address_is_a_single_address(
+            a in prop_oneof![any::<Ipv4Addr>().prop_map(IpAddr::V4), plain_v6().prop_map(IpAddr::V6)],
+            b in prop_oneof![any::<Ipv4Addr>().prop_map(IpAddr::V4), plain_v6().prop_map(IpAddr::V6)],
+        ) {
+            let c = Cidr::parse(&a.to_string()).expect("an address");
+            prop_assert!(c.contains(a));
+            prop_assert_eq!(c.contains(b), a == b);
+        }
+
+        #[test]
+        fn out_of_range_prefixes_are_errors(
+            ip in prop_oneof![any::<Ipv4Addr>().prop_map(IpAddr::V4), plain_v6().prop_map(IpAddr::V6)],
+            over in 1u32..1000,
+        ) {
+            let max = if ip.is_ipv4() { 32 } else { 128 };
+            let text = format!("{ip}/{}", max + over);
+            prop_assert!(Cidr::parse(&text).is_err(), "{}", text);
+        }
+
+        #[test]
+        fn cidr_parsing_never_panics(s in prop_oneof![
+            "\\PC{0,40}",
+            "[0-9a-f:.\\[\\]/ ]{0,40}",
+        ]) {
+            if let Ok(c) = Cidr::parse(&s) {
+                prop_assert_eq!(Cidr::parse(&c.to_string()), Ok(c));
+            }
+        }
+
+        #[test]
+        fn authorities_bracket_exactly_ipv6(
+            host in prop_oneof![
+                dns_name(),
+                any::<Ipv4Addr>().prop_map(|ip| ip.to_string()),
+                any::<Ipv6Addr>().prop_map(|ip| ip.to_string()),
+            ],
+            port in any::<u16>(),
+        ) {
+            let is_v6 = host.parse::<Ipv6Addr>().is_ok();
+            let a = authority(&host, port);
+            let want = if is_v6 { format!("[{host}]:{port}") } else { format!("{host}:{port}") };
+            prop_assert_eq!(&a, &want);
+            if is_v6 {
+                prop_assert_eq!(authority(&format!("[{host}]"), port), want);
+            }
+            // And host_without_port takes it apart again.
+            prop_assert_eq!(host_without_port(&a), host.clone());
+            let bracketed = if is_v6 { format!("[{host}]") } else { host.clone() };
+            prop_assert_eq!(host_without_port(&bracketed), host);
+        }
+
+        #[test]
+        fn host_without_port_never_panics(s in "\\PC{0,24}") {
+            let h = host_without_port(&s);
+            prop_assert!(s.contains(&h), "{:?} -> {:?}", s, h);
+        }
+    }
+}

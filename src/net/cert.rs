@@ -421,6 +421,9 @@ fn push_der_length(out: &mut Vec<u8>, len: usize) {
 }
 
 #[cfg(test)]
+mod proptests;
+
+#[cfg(test)]
 mod tests {
     use super::*;
     use rcgen::{CertificateParams, DistinguishedName, DnType, KeyPair, SanType, SerialNumber};

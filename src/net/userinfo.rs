@@ -95,3 +95,79 @@ mod tests {
         assert!(basic_authorization(&url::Url::parse("http://h/").unwrap()).is_none());
     }
 }
+
+#[cfg(test)]
+mod proptests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// A URL with `user:password@`. The password starts with an upper-case
+    /// letter, which the rest of the URL never contains, so finding it in
+    /// the output means it leaked.
+    fn url_with_password() -> impl Strategy<Value = (String, String)> {
+        (
+            prop::sample::select(&["http", "https", "ws", "wss", "socks5", "foo", "file"][..]),
+            "[a-z0-9._~-]{0,8}",
+            "[A-Z][A-Z!$&'()*+,;=:@]{0,11}",
+            "[a-z0-9]([a-z0-9.-]{0,12}[a-z0-9])?",
+            prop_oneof![
+                Just(String::new()),
+                (0u32..70_000).prop_map(|p| format!(":{p}")),
+                Just(":99999999".to_string()),
+            ],
+            "(/[a-z0-9]{0,6}){0,3}(\\?[a-z0-9=]{0,6})?",
+        )
+            .prop_map(|(scheme, user, pass, host, port, path)| {
+                (format!("{scheme}://{user}:{pass}@{host}{port}{path}"), pass)
+            })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig {
+            cases: 256,
+            failure_persistence: None,
+            ..ProptestConfig::default()
+        })]
+
+        #[test]
+        fn redact_never_shows_the_password((text, pass) in url_with_password()) {
+            let out = redact(&text);
+            prop_assert!(!out.contains(&pass), "{:?} -> {:?}", text, out);
+            prop_assert!(out.contains(REDACTED), "{:?} -> {:?}", text, out);
+            // A URL stays a URL, with only its password replaced.
+            if let Ok(url) = url::Url::parse(&text) {
+                let shown = url::Url::parse(&out).expect("redacted URL parses");
+                prop_assert_eq!(shown.password(), Some(REDACTED));
+                prop_assert_eq!(shown.username(), url.username());
+                prop_assert_eq!(shown.host_str(), url.host_str());
+                prop_assert_eq!(shown.path(), url.path());
+            }
+        }
+
+        #[test]
+        fn redact_never_panics_and_keeps_text_without_credentials(s in "\\PC{0,40}") {
+            let out = redact(&s);
+            if !s.contains('@') {
+                prop_assert_eq!(out, s);
+            }
+        }
+
+        #[test]
+        fn without_userinfo_removes_only_the_user_info((text, _) in url_with_password()) {
+            let Ok(url) = url::Url::parse(&text) else {
+                return Ok(());
+            };
+            let bare = without_userinfo(&url);
+            prop_assert_eq!(bare.username(), "");
+            prop_assert_eq!(bare.password(), None);
+            prop_assert!(!bare.as_str().contains('@'), "{}", bare);
+            prop_assert_eq!(bare.host_str(), url.host_str());
+            prop_assert_eq!(bare.port(), url.port());
+            prop_assert_eq!(bare.path(), url.path());
+            prop_assert_eq!(bare.query(), url.query());
+            prop_assert!(basic_authorization(&bare).is_none());
+            prop_assert!(basic_authorization(&url).is_some());
+        }
+    }
+}

@@ -91,6 +91,11 @@ pub fn split_host_port(target: &str) -> Result<(String, u16), ProbeFailure> {
     }
     let port: u16 = port.parse().map_err(|_| bad("invalid port"))?;
     let host = resolve::unbracket(host);
+    // Brackets only enclose the whole host, as Go's SplitHostPort has it:
+    // `[[::1]]:80` or `a]:80` is not a target.
+    if let Some(c) = host.chars().find(|c| matches!(c, '[' | ']')) {
+        return Err(bad(&format!("unexpected '{c}' in address")));
+    }
     if host.is_empty() {
         return Err(bad("missing host"));
     }
@@ -112,5 +117,110 @@ mod tests {
         assert!(split_host_port("::1:443").is_err());
         assert!(split_host_port(":80").is_err());
         assert!(split_host_port("a:99999").is_err());
+    }
+
+    #[test]
+    fn stray_brackets_are_refused() {
+        // Found by proptests::agrees_with_go_split_host_port: these were
+        // accepted with the brackets kept in the host ("[[::1]]:80" gave
+        // "[::1]", which the resolver then unbracketed again).
+        for bad in ["[:1", "[:+1", "a]:80", "[[::1]]:80", "[a]]:80", "[a]b:80"] {
+            assert!(split_host_port(bad).is_err(), "{bad}");
+        }
+        assert_eq!(split_host_port("[a:b]:80").unwrap(), ("a:b".into(), 80));
+    }
+}
+
+#[cfg(test)]
+mod proptests {
+    use std::net::{Ipv4Addr, Ipv6Addr};
+
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::net::address::authority;
+
+    /// Go's `net.SplitHostPort`, restated from its documentation: a
+    /// bracketed host must be followed by `:port`, an unbracketed host has
+    /// no colon, and no stray `[` or `]` may appear anywhere else.
+    fn go_split(t: &str) -> Option<(&str, &str)> {
+        let i = t.rfind(':')?;
+        let (host, rest_from) = if let Some(inner) = t.strip_prefix('[') {
+            let end = inner.find(']')? + 1;
+            if end + 1 != i {
+                return None;
+            }
+            (&t[1..end], end + 1)
+        } else {
+            let host = &t[..i];
+            if host.contains(':') {
+                return None;
+            }
+            (host, 0)
+        };
+        let inside = if rest_from == 0 { t } else { &t[1..] };
+        let after = &t[rest_from..];
+        if inside.contains('[') || after.contains(']') {
+            return None;
+        }
+        Some((host, &t[i + 1..]))
+    }
+
+    fn dns_name() -> impl Strategy<Value = String> {
+        "[a-z0-9]([a-z0-9-]{0,10}[a-z0-9])?(\\.[a-z0-9]([a-z0-9-]{0,10}[a-z0-9])?){0,3}"
+    }
+
+    /// A host as a target carries it (IPv6 in brackets) and as
+    /// `split_host_port` should return it.
+    fn host() -> impl Strategy<Value = (String, String)> {
+        prop_oneof![
+            dns_name().prop_map(|h| (h.clone(), h)),
+            any::<Ipv4Addr>().prop_map(|ip| (ip.to_string(), ip.to_string())),
+            any::<Ipv6Addr>().prop_map(|ip| (format!("[{ip}]"), ip.to_string())),
+        ]
+    }
+
+    /// `<host-ish>:<port-ish>` made of the characters that matter to the
+    /// split (brackets, colons).
+    fn target_like() -> impl Strategy<Value = String> {
+        (
+            prop::collection::vec(prop::sample::select(&["[", "]", ":", "::1", "a"][..]), 0..6),
+            prop::sample::select(&["80", "65536", "+1", ""][..]),
+        )
+            .prop_map(|(host, port)| format!("{}:{port}", host.concat()))
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig {
+            cases: 256,
+            failure_persistence: None,
+            ..ProptestConfig::default()
+        })]
+
+        #[test]
+        fn generated_host_and_port_come_back(
+            (written, want) in host(),
+            port in any::<u16>(),
+        ) {
+            let got = split_host_port(&format!("{written}:{port}"));
+            prop_assert_eq!(got.ok(), Some((want.clone(), port)));
+            // authority() writes what split_host_port reads.
+            prop_assert_eq!(split_host_port(&authority(&want, port)).ok(), Some((want, port)));
+        }
+
+        #[test]
+        fn ipv6_without_brackets_is_refused(ip in any::<Ipv6Addr>(), port in any::<u16>()) {
+            let target = format!("{ip}:{port}");
+            prop_assert!(split_host_port(&target).is_err(), "{}", target);
+        }
+
+        #[test]
+        fn agrees_with_go_split_host_port(t in prop_oneof![target_like(), "\\PC{0,16}"]) {
+            let ours = split_host_port(&t).ok();
+            let go = go_split(&t)
+                .filter(|(h, _)| !h.is_empty())
+                .and_then(|(h, p)| Some((h.to_string(), p.parse::<u16>().ok()?)));
+            prop_assert_eq!(ours, go, "{:?}", t);
+        }
     }
 }

@@ -276,6 +276,29 @@ pub mod test_support {
         s
     }
 
+    /// `s` as a YAML double-quoted scalar: characters YAML does not allow
+    /// raw (controls, DEL, C1, BOM, non-characters) escaped.
+    pub fn yaml_quote(s: &str) -> String {
+        let mut out = String::from("\"");
+        for c in s.chars() {
+            match c {
+                '"' => out.push_str("\\\""),
+                '\\' => out.push_str("\\\\"),
+                c if c.is_control()
+                    || matches!(
+                        c,
+                        '\u{feff}' | '\u{fffe}' | '\u{ffff}' | '\u{2028}' | '\u{2029}'
+                    ) =>
+                {
+                    out.push_str(&format!("\\u{:04x}", u32::from(c)));
+                }
+                c => out.push(c),
+            }
+        }
+        out.push('"');
+        out
+    }
+
     pub fn assert_contains(haystack: &str, needles: &[&str]) {
         for n in needles {
             assert!(haystack.contains(n), "{n:?} not in:\n{haystack}");
@@ -493,6 +516,9 @@ modules:
         assert!(c.masked_yaml.starts_with("modules:\n"));
     }
 }
+
+#[cfg(test)]
+mod proptests;
 
 /// Masking is by type: every config field whose name says it holds a
 /// credential must be a `Secret`, wherever it is and whichever prober it

@@ -6,6 +6,8 @@
 //! from different layers).
 
 pub mod config;
+#[cfg(test)]
+mod proptests;
 
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 

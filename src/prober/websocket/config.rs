@@ -468,3 +468,218 @@ modules:
         assert_contains(&e, &["line 5", "pingg"]);
     }
 }
+
+#[cfg(test)]
+mod proptests {
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::prober::registry::test_support::{load, ws, ws_module, yaml_quote as quote};
+
+    /// Patterns for generated steps, valid and not.
+    const PATTERNS: &[&str] = &[
+        "^hello (.+)",
+        "(?i)ok",
+        "",
+        "^PING :(?P<token>.+)",
+        "(",
+        "[a-",
+        "a{2,1}",
+        "(?P<x>a)(?P<x>b)",
+        "\\",
+        "(?P<",
+    ];
+
+    /// A payload as written: text, or `!!binary` (perhaps not UTF-8).
+    #[derive(Debug, Clone)]
+    enum Payload {
+        Text(String),
+        Binary(Vec<u8>),
+    }
+
+    impl Payload {
+        fn yaml(&self) -> String {
+            use base64::Engine as _;
+            match self {
+                Payload::Text(t) => quote(t),
+                Payload::Binary(b) => format!(
+                    "!!binary {}",
+                    quote(&base64::engine::general_purpose::STANDARD.encode(b))
+                ),
+            }
+        }
+
+        fn bytes(&self) -> &[u8] {
+            match self {
+                Payload::Text(t) => t.as_bytes(),
+                Payload::Binary(b) => b,
+            }
+        }
+    }
+
+    fn payload() -> impl Strategy<Value = Payload> {
+        prop_oneof![
+            4 => "[^\\pC]{0,8}".prop_map(Payload::Text),
+            1 => prop::collection::vec(any::<u8>(), 0..6).prop_map(Payload::Binary),
+        ]
+    }
+
+    #[derive(Debug, Clone)]
+    struct GenStep {
+        expect: Option<&'static str>,
+        send: Option<Payload>,
+        send_binary: Option<Payload>,
+        expect_bytes: bool,
+        labels: bool,
+        starttls: Option<bool>,
+    }
+
+    fn gen_step() -> impl Strategy<Value = GenStep> {
+        (
+            prop::option::of(prop::sample::select(PATTERNS)),
+            prop::option::of(payload()),
+            prop::option::weighted(0.3, payload()),
+            prop::bool::weighted(0.05),
+            prop::bool::weighted(0.05),
+            prop::option::weighted(0.2, prop::bool::weighted(0.3)),
+        )
+            .prop_map(
+                |(expect, send, send_binary, expect_bytes, labels, starttls)| GenStep {
+                    expect,
+                    send,
+                    send_binary,
+                    expect_bytes,
+                    labels,
+                    starttls,
+                },
+            )
+    }
+
+    fn document(steps: &[GenStep]) -> String {
+        let mut body = String::from("query_response:\n");
+        if steps.is_empty() {
+            body.push_str("  []\n");
+        }
+        for s in steps {
+            body.push_str("  - {}\n");
+            let mut item = Vec::new();
+            if let Some(e) = s.expect {
+                item.push(format!("expect: {}", quote(e)));
+            }
+            if let Some(p) = &s.send {
+                item.push(format!("send: {}", p.yaml()));
+            }
+            if let Some(p) = &s.send_binary {
+                item.push(format!("send_binary: {}", p.yaml()));
+            }
+            if s.expect_bytes {
+                item.push("expect_bytes: x".into());
+            }
+            if s.labels {
+                item.push("labels: [{name: a, value: b}]".into());
+            }
+            if let Some(t) = s.starttls {
+                item.push(format!("starttls: {t}"));
+            }
+            if !item.is_empty() {
+                // Replace the `{}` placeholder with the keys, one per line.
+                body.truncate(body.len() - 3);
+                body.push_str(&item.join("\n    "));
+                body.push('\n');
+            }
+        }
+        ws_module(&body)
+    }
+
+    /// Why a step is refused, restated in the order of the rules.
+    fn step_error(s: &GenStep) -> Option<&'static str> {
+        if s.expect_bytes || s.labels || s.starttls == Some(true) {
+            return Some("not supported");
+        }
+        if s.send.is_some() && s.send_binary.is_some() {
+            return Some("mutually exclusive");
+        }
+        if s.expect
+            .is_some_and(|p| regex::bytes::Regex::new(p).is_err())
+        {
+            return Some("invalid regexp");
+        }
+        if s.send
+            .as_ref()
+            .is_some_and(|p| std::str::from_utf8(p.bytes()).is_err())
+        {
+            return Some("not UTF-8");
+        }
+        None
+    }
+
+    /// The built steps, restated: each item's expect, then its text
+    /// (expanding captures when the item expects), then its binary.
+    fn built(steps: &[GenStep]) -> Vec<String> {
+        let mut out = Vec::new();
+        for s in steps {
+            if let Some(e) = s.expect {
+                out.push(format!("expect {e:?}"));
+            }
+            if let Some(p) = &s.send {
+                out.push(format!(
+                    "text {:?} {}",
+                    String::from_utf8_lossy(p.bytes()),
+                    s.expect.is_some()
+                ));
+            }
+            if let Some(p) = &s.send_binary {
+                out.push(format!("binary {:?}", p.bytes()));
+            }
+        }
+        out
+    }
+
+    fn describe(step: &WsStep) -> String {
+        match step {
+            WsStep::Expect(re) => format!("expect {:?}", re.as_str()),
+            WsStep::SendText {
+                text,
+                expand_captures,
+            } => format!("text {text:?} {expand_captures}"),
+            WsStep::SendBinary(b) => format!("binary {b:?}"),
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig {
+            cases: 128,
+            failure_persistence: None,
+            ..ProptestConfig::default()
+        })]
+
+        #[test]
+        fn generated_dialogs_build_or_name_the_first_bad_step(
+            steps in prop::collection::vec(gen_step(), 0..5),
+        ) {
+            let yaml = document(&steps);
+            let first_bad = steps
+                .iter()
+                .enumerate()
+                .find_map(|(i, s)| step_error(s).map(|e| (i, e)));
+            match (load(&yaml), first_bad) {
+                (Ok(c), None) => {
+                    let got: Vec<String> = ws(&c, "w").query_response.iter().map(describe).collect();
+                    prop_assert_eq!(got, built(&steps));
+                }
+                (Err(ConfigError::Invalid { module, key, message }), Some((i, why))) => {
+                    prop_assert_eq!(module, "w");
+                    let want_key = format!("websocket.query_response[{i}]");
+                    prop_assert!(key.starts_with(&want_key), "{} is not about step {}", key, i);
+                    prop_assert!(message.contains(why), "{}: {}", key, message);
+                }
+                (got, want) => {
+                    return Err(TestCaseError::fail(format!(
+                        "got {:?}, want error {want:?}\n{yaml}",
+                        got.map(|_| "a loaded config")
+                    )));
+                }
+            }
+        }
+    }
+}

@@ -212,3 +212,114 @@ pub async fn close(cx: &ProbeContext<'_>, ws: &mut Ws) {
     })
     .await;
 }
+
+#[cfg(test)]
+mod proptests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// Captures `word=digits`: 1 (`word`) the letters, 2 (`num`) the
+    /// digits, 3 never takes part.
+    const CAPTURING: &str = r"^(?P<word>[a-z]*)=(?P<num>[0-9]*)(\x00)?$";
+
+    #[derive(Debug, Clone)]
+    enum Piece {
+        Text(String),
+        Group(usize),
+        Named(&'static str),
+        Dollar,
+    }
+
+    fn piece() -> impl Strategy<Value = Piece> {
+        prop_oneof![
+            "[^$]{1,6}".prop_map(Piece::Text),
+            (0usize..5).prop_map(Piece::Group),
+            prop::sample::select(&["word", "num", "nope"][..]).prop_map(Piece::Named),
+            Just(Piece::Dollar),
+        ]
+    }
+
+    fn render(pieces: &[Piece]) -> String {
+        pieces
+            .iter()
+            .map(|p| match p {
+                Piece::Text(t) => t.clone(),
+                Piece::Group(n) => format!("${{{n}}}"),
+                Piece::Named(name) => format!("${{{name}}}"),
+                Piece::Dollar => "$$".into(),
+            })
+            .collect()
+    }
+
+    /// The expansion restated from what the message was made of.
+    fn expected(word: &str, num: &str, pieces: &[Piece]) -> String {
+        let whole = format!("{word}={num}");
+        pieces
+            .iter()
+            .map(|p| match p {
+                Piece::Text(t) => t.as_str(),
+                Piece::Group(0) => whole.as_str(),
+                Piece::Group(1) | Piece::Named("word") => word,
+                Piece::Group(2) | Piece::Named("num") => num,
+                Piece::Group(_) | Piece::Named(_) => "",
+                Piece::Dollar => "$",
+            })
+            .collect()
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig {
+            cases: 256,
+            failure_persistence: None,
+            ..ProptestConfig::default()
+        })]
+
+        #[test]
+        fn expansion_inserts_exactly_the_captured_text(
+            word in "[a-z]{0,6}",
+            num in "[0-9]{0,6}",
+            pieces in prop::collection::vec(piece(), 0..8),
+        ) {
+            let re = regex::bytes::Regex::new(CAPTURING).expect("valid");
+            let message = format!("{word}={num}");
+            prop_assert_eq!(
+                expand(&re, message.as_bytes(), &render(&pieces)),
+                expected(&word, &num, &pieces)
+            );
+        }
+
+        #[test]
+        fn a_template_without_dollar_is_unchanged(
+            message in "[a-z0-9=]{0,10}",
+            template in "[^$]{0,20}",
+        ) {
+            let re = regex::bytes::Regex::new(CAPTURING).expect("valid");
+            prop_assert_eq!(expand(&re, message.as_bytes(), &template), template);
+        }
+
+        #[test]
+        fn without_a_match_the_template_is_unchanged(
+            message in "[a-z0-9]{0,10}",
+            pieces in prop::collection::vec(piece(), 0..8),
+        ) {
+            // No `=`: the regex cannot match, and the template is sent as
+            // written, `$` and all.
+            let re = regex::bytes::Regex::new(CAPTURING).expect("valid");
+            let template = render(&pieces);
+            prop_assert_eq!(expand(&re, message.as_bytes(), &template), template);
+        }
+
+        #[test]
+        fn binary_captures_are_shown_lossily(
+            bytes in prop::collection::vec(any::<u8>(), 0..12),
+        ) {
+            // A binary message may capture bytes that are not UTF-8.
+            let re = regex::bytes::Regex::new(r"(?s-u)^(.*)$").expect("valid");
+            prop_assert_eq!(
+                expand(&re, &bytes, "<${1}>"),
+                format!("<{}>", String::from_utf8_lossy(&bytes))
+            );
+        }
+    }
+}
