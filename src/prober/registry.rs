@@ -16,7 +16,7 @@ use serde::de::DeserializeOwned;
 
 use super::metrics::GaugeSpec;
 use super::reason::{FailureReason, ProbeFailure};
-use super::{ProbeContext, http, tcp, tls, websocket};
+use super::{ProbeContext, http, tcp, tls, unix, websocket};
 use crate::config::file::{Scalar, Unsupported};
 use crate::config::policy::TargetPolicyFile;
 use crate::config::{self, ConfigError, Ctx, ModuleDoc};
@@ -181,7 +181,8 @@ probers! {
     tcp => Tcp(tcp::TcpSettings),
     tls => Tls(tls::TlsProbeSettings),
     websocket => WebSocket(websocket::WebSocketSettings),
-    ; not implemented: icmp, dns, grpc, unix,
+    unix => Unix(unix::UnixSettings),
+    ; not implemented: icmp, dns, grpc,
 }
 
 /// The loaded configuration.
