@@ -1,5 +1,5 @@
 //! The log of one probe: kept in memory for `debug=true` and `/logs`, and
-//! mirrored to the process log at debug level.
+//! mirrored to the process log from the `--log.prober` level up.
 //!
 //! Every line carries `module=` and `target=` like blackbox's scrape logger,
 //! and always includes debug-level detail (what users open the debug page
@@ -141,7 +141,14 @@ impl ProbeLog {
             LogFormat::Logfmt => logfmt_line(&pairs),
             LogFormat::Json => json_line(&pairs),
         };
-        tracing::debug!(target: "probe", "{line}");
+        // The process log shows the lines at or above `--log.prober`
+        // (a filter on the `probe` target), as written here.
+        match level {
+            Level::Debug => tracing::debug!(target: "probe", "{line}"),
+            Level::Info => tracing::info!(target: "probe", "{line}"),
+            Level::Warn => tracing::warn!(target: "probe", "{line}"),
+            Level::Error => tracing::error!(target: "probe", "{line}"),
+        }
         self.lines
             .lock()
             .unwrap_or_else(|e| e.into_inner())
