@@ -376,6 +376,55 @@ async fn systemd_socket_activation_serves_on_the_passed_socket() {
     );
 }
 
+/// The same through systemd's own tool: `systemd-socket-activate` (Debian's
+/// systemd package) listens, and on the first connection execs the exporter
+/// with the socket as fd 3 and LISTEN_FDS/LISTEN_PID set; that first
+/// connection (our health check) is answered by the exporter. Skipped where
+/// the tool is not installed (a container without systemd).
+#[tokio::test]
+async fn systemd_socket_activate_tool_starts_the_exporter() {
+    let tool = Path::new("/usr/bin/systemd-socket-activate");
+    if !tool.exists() {
+        eprintln!(
+            "skipped: {} not installed (Debian package systemd)",
+            tool.display()
+        );
+        return;
+    }
+    let target = ok_server();
+    let dir = temp_dir();
+    let config = dir.path().join("blackbox.yml");
+    std::fs::write(&config, CONFIG).expect("write config");
+    let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let log_path = dir.path().join("output.log");
+    let log = std::fs::File::create(&log_path).expect("log file");
+    let child = Command::new(tool)
+        .arg(format!("--listen={addr}"))
+        .arg(our_binary())
+        .arg(format!("--config.file={}", config.display()))
+        .arg("--web.systemd-socket")
+        .arg("--web.external-url=http://exporter.example:9115/")
+        .env_remove("LISTEN_PID")
+        .env_remove("LISTEN_FDS")
+        .stdin(Stdio::null())
+        .stdout(Stdio::from(log.try_clone().expect("dup log")))
+        .stderr(Stdio::from(log))
+        .spawn()
+        .expect("start systemd-socket-activate");
+    let mut proc = Proc { child, log_path };
+    proc.wait_healthy(addr).await;
+    let r = get(
+        addr,
+        &probe_path(&[("target", &target.url("/")), ("module", "http_2xx")]),
+    )
+    .await;
+    assert_eq!(
+        Exposition::parse(&r.body).value("probe_success", &[]),
+        Some(1.0)
+    );
+    assert!(proc.log().contains("Execing"), "{}", proc.log());
+}
+
 /// What blackbox refuses, and an environment that is not an activation.
 #[test]
 fn systemd_socket_misuse_is_a_startup_error() {
