@@ -46,8 +46,15 @@ fn config_source(cli: &Cli) -> ConfigSource {
 }
 
 fn run(cli: Cli, log_format: LogFormat) -> anyhow::Result<()> {
-    // blackbox checks the external URL first. With --web.systemd-socket it
-    // reads no file (the URL must be given).
+    if cli.config_check {
+        // As blackbox: only the config counts, not the web flags.
+        ConfigState::load(config_source(&cli)).context("error loading config")?;
+        tracing::info!("Config file is ok, exiting...");
+        println!("Config file is ok");
+        return Ok(());
+    }
+    // blackbox checks the external URL before listening. With
+    // --web.systemd-socket this reads no file (the URL must be given).
     let paths = web_paths(&cli)?;
     // Then, before this process opens a file of its own (see
     // `take_listeners`), the activated sockets.
@@ -61,11 +68,6 @@ fn run(cli: Cli, log_format: LogFormat) -> anyhow::Result<()> {
     };
     let source = config_source(&cli);
     let config = ConfigState::load(source.clone()).context("error loading config")?;
-    if cli.config_check {
-        tracing::info!("Config file is ok, exiting...");
-        println!("Config file is ok");
-        return Ok(());
-    }
     tracing::info!(modules = config.get().modules.len(), "Loaded config file");
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

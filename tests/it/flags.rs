@@ -453,6 +453,14 @@ fn systemd_socket_misuse_is_a_startup_error() {
     assert_eq!(status.code(), Some(1), "{err}");
     assert!(err.contains("LISTEN_PID is not set"), "{err}");
 
+    // --config.check looks at the config only, as in blackbox.
+    let (status, err) = run_to_exit(
+        dir.path(),
+        &[&config_flag, "--web.systemd-socket", "--config.check"],
+        &[],
+    );
+    assert_eq!(status.code(), Some(0), "{err}");
+
     // Sockets meant for another process (pid 1) are not taken.
     let (status, err) = run_to_exit(
         dir.path(),
