@@ -283,7 +283,7 @@ impl Exporter {
                         continue;
                     }
                     panic!(
-                        "{name} exited ({status}) before answering /-/healthy on {addr}\n\
+                        "{name} exited ({status}) before answering {health_path} on {addr}\n\
                          command: {} --config.file={} --web.listen-address={addr} {}\n\
                          --- config ---\n{config_yaml}\n--- output ---\n{log}",
                         program.display(),
