@@ -223,7 +223,7 @@ modules:
 "#,
         ca = pki.ca_file().display()
     );
-    let ours = Exporter::start_with_args(&config, &["--log.level=warn"]).await;
+    let ours = Exporter::start_with_args(&config, &["--log.level=warn", "--log.prober=warn"]).await;
     let theirs = common::blackbox::start(&config).await;
     pin(ours.pid(), "0");
     pin(theirs.pid(), "0");

@@ -42,6 +42,17 @@ pub struct Cli {
     #[arg(long = "config.check")]
     pub config_check: bool,
 
+    /// Reload the config file when its contents change, checked every
+    /// --config.auto-reload-interval (a broken file keeps the running
+    /// config, as SIGHUP does).
+    #[arg(long = "config.enable-auto-reload")]
+    pub auto_reload: bool,
+
+    /// How often --config.enable-auto-reload checks the config file: seconds
+    /// (blackbox's form, `30`) or a duration (`30s`, `1m`); 0 never checks.
+    #[arg(long = "config.auto-reload-interval", value_name = "SECONDS", default_value = "30", value_parser = parse_interval)]
+    pub auto_reload_interval: std::time::Duration,
+
     /// Address on which to expose metrics and web interface (repeatable).
     #[arg(
         long = "web.listen-address",
@@ -49,6 +60,24 @@ pub struct Cli {
         default_value = ":9115"
     )]
     pub listen_addresses: Vec<String>,
+
+    /// Listen on the sockets passed by systemd socket activation
+    /// (LISTEN_FDS, from fd 3) instead of --web.listen-address; needs
+    /// --web.external-url.
+    #[arg(long = "web.systemd-socket")]
+    pub systemd_socket: bool,
+
+    /// The URL under which the exporter is externally reachable (behind a
+    /// reverse proxy, say): `/` redirects there when a route prefix is set,
+    /// and its path is the default route prefix [default: http://<hostname>:<port
+    /// of the first listen address>/].
+    #[arg(long = "web.external-url", value_name = "URL")]
+    pub external_url: Option<String>,
+
+    /// Prefix of every endpoint (/probe, /metrics, the landing page ...)
+    /// [default: the path of --web.external-url].
+    #[arg(long = "web.route-prefix", value_name = "PATH")]
+    pub route_prefix: Option<String>,
 
     /// Time a client has from the first byte of a request head (or of a TLS
     /// handshake) to the end of the head.
@@ -89,6 +118,12 @@ pub struct Cli {
     #[arg(long = "log.level", value_enum, default_value = "info")]
     pub log_level: LogLevel,
 
+    /// Level from which each probe's log lines are also written to the
+    /// exporter's log, whatever --log.level says (the debug page always
+    /// keeps every line).
+    #[arg(long = "log.prober", value_enum, default_value = "info")]
+    pub log_prober: LogLevel,
+
     /// Output format of log messages.
     #[arg(long = "log.format", value_enum, default_value = "logfmt")]
     pub log_format: LogFormatArg,
@@ -101,6 +136,15 @@ fn parse_size(text: &str) -> Result<u64, String> {
         Ok(_) => Err("must be greater than 0".into()),
         Err(e) => Err(e.to_string()),
     }
+}
+
+/// `--config.auto-reload-interval`: whole seconds as blackbox takes them
+/// (`30`), or a Go-style duration (`30s`, `1m`).
+fn parse_interval(text: &str) -> Result<std::time::Duration, String> {
+    if let Ok(seconds) = text.parse::<u64>() {
+        return Ok(std::time::Duration::from_secs(seconds));
+    }
+    crate::config::duration::parse_duration(text).map_err(|e| e.to_string())
 }
 
 /// A positive Go-style duration (`10s`, `2m`, `500ms`).

@@ -74,18 +74,53 @@ where
     }
 }
 
-/// Install the global subscriber. `level` is debug|info|warn|error.
-pub fn init(level: &str, format: LogFormat) {
+/// Writes the lines of a probe's log (target `probe`) as they are — already
+/// formatted in the log format, with `module` and `target` — and every other
+/// event with `F`.
+struct ProbeLinesAsIs<F>(F);
+
+impl<S, N, F> FormatEvent<S, N> for ProbeLinesAsIs<F>
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    N: for<'a> FormatFields<'a> + 'static,
+    F: FormatEvent<S, N>,
+{
+    fn format_event(
+        &self,
+        ctx: &FmtContext<'_, S, N>,
+        mut writer: Writer<'_>,
+        event: &Event<'_>,
+    ) -> fmt::Result {
+        if event.metadata().target() == PROBE_TARGET {
+            let mut fields = Fields::default();
+            event.record(&mut fields);
+            return writeln!(writer, "{}", fields.message);
+        }
+        self.0.format_event(ctx, writer, event)
+    }
+}
+
+/// The tracing target of probe log lines (`prober::log`).
+const PROBE_TARGET: &str = "probe";
+
+/// Install the global subscriber. `level` (`--log.level`) filters the
+/// exporter's own messages, `prober_level` (`--log.prober`) the probe log
+/// lines, independently as in blackbox: each is debug|info|warn|error.
+pub fn init(level: &str, prober_level: &str, format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::new(format!(
-        "handshake_exporter={level},probe={level},warn"
+        "handshake_exporter={level},{PROBE_TARGET}={prober_level},warn"
     ));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_ansi(false);
     let result = match format {
-        LogFormat::Logfmt => builder.event_format(Logfmt).try_init(),
-        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+        LogFormat::Logfmt => builder.event_format(ProbeLinesAsIs(Logfmt)).try_init(),
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .map_event_format(ProbeLinesAsIs)
+            .try_init(),
     };
     if let Err(e) = result {
         eprintln!("logging already initialised: {e}");

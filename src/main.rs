@@ -8,6 +8,7 @@ use anyhow::Context as _;
 use clap::Parser as _;
 use handshake_exporter::cli::{Cli, LogFormatArg};
 use handshake_exporter::prober::log::LogFormat;
+use handshake_exporter::server::prefix::WebPaths;
 use handshake_exporter::server::state::{ConfigSource, ConfigState, mark_success};
 use handshake_exporter::server::{
     App, Server, ServerOptions, history::History, self_metrics::ExporterMetrics,
@@ -21,7 +22,7 @@ fn main() -> ExitCode {
         LogFormatArg::Logfmt => LogFormat::Logfmt,
         LogFormatArg::Json => LogFormat::Json,
     };
-    handshake_exporter::logging::init(cli.log_level.as_str(), log_format);
+    handshake_exporter::logging::init(cli.log_level.as_str(), cli.log_prober.as_str(), log_format);
     match run(cli, log_format) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -45,22 +46,64 @@ fn config_source(cli: &Cli) -> ConfigSource {
 }
 
 fn run(cli: Cli, log_format: LogFormat) -> anyhow::Result<()> {
-    let source = config_source(&cli);
-    let config = ConfigState::load(source.clone()).context("error loading config")?;
     if cli.config_check {
+        // As blackbox: only the config counts, not the web flags.
+        ConfigState::load(config_source(&cli)).context("error loading config")?;
         tracing::info!("Config file is ok, exiting...");
         println!("Config file is ok");
         return Ok(());
     }
+    // blackbox checks the external URL before listening. With
+    // --web.systemd-socket this reads no file (the URL must be given).
+    let paths = web_paths(&cli)?;
+    // Then, before this process opens a file of its own (see
+    // `take_listeners`), the activated sockets.
+    let activated = if cli.systemd_socket {
+        Some(
+            handshake_exporter::server::systemd::take_listeners()
+                .context("--web.systemd-socket")?,
+        )
+    } else {
+        None
+    };
+    let source = config_source(&cli);
+    let config = ConfigState::load(source.clone()).context("error loading config")?;
     tracing::info!(modules = config.get().modules.len(), "Loaded config file");
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    runtime.block_on(serve(cli, config, log_format))
+    runtime.block_on(serve(cli, config, log_format, paths, activated))
 }
 
-async fn serve(cli: Cli, config: ConfigState, log_format: LogFormat) -> anyhow::Result<()> {
+/// `--web.external-url` and `--web.route-prefix`.
+fn web_paths(cli: &Cli) -> anyhow::Result<WebPaths> {
+    if cli.external_url.is_none() && !cli.systemd_socket && cli.listen_addresses.len() > 1 {
+        tracing::info!("Inferring external URL from first provided listen address");
+    }
+    let paths = WebPaths::new(
+        cli.external_url.as_deref(),
+        cli.route_prefix.as_deref(),
+        cli.listen_addresses.first().map(String::as_str),
+        cli.systemd_socket,
+        handshake_exporter::server::prefix::hostname,
+    )
+    .context("failed to determine external URL")?;
+    tracing::debug!(
+        external_url = paths.external_url(),
+        route_prefix = paths.prefix(),
+        "Web paths"
+    );
+    Ok(paths)
+}
+
+async fn serve(
+    cli: Cli,
+    config: ConfigState,
+    log_format: LogFormat,
+    paths: WebPaths,
+    activated: Option<Vec<std::net::TcpListener>>,
+) -> anyhow::Result<()> {
     let metrics = ExporterMetrics::new().context("registering exporter metrics")?;
     mark_success(&metrics);
     let web = match &cli.web_config_file {
@@ -91,11 +134,35 @@ async fn serve(cli: Cli, config: ConfigState, log_format: LogFormat) -> anyhow::
                     cli.max_connections as usize,
                 ),
             },
+            paths,
         },
         web,
     };
-    let server = Server::bind(app).await?;
+    let server = match activated {
+        Some(listeners) => Server::from_listeners(app, listeners)?,
+        None => Server::bind(app).await?,
+    };
     let app = server.app();
+    if cli.auto_reload {
+        match app.config.source() {
+            ConfigSource::Embedded => {
+                tracing::warn!(
+                    "--config.enable-auto-reload: no config file to watch (the embedded default config is in use)"
+                );
+            }
+            ConfigSource::File(_) if cli.auto_reload_interval.is_zero() => {
+                tracing::warn!(
+                    "--config.enable-auto-reload: the interval is 0, the config file is never checked"
+                );
+            }
+            ConfigSource::File(path) => {
+                tracing::info!(file = %path.display(), interval = ?cli.auto_reload_interval, "Reloading the config file when it changes");
+                let app = app.clone();
+                let interval = cli.auto_reload_interval;
+                tokio::spawn(async move { app.config.auto_reload(&app.metrics, interval).await });
+            }
+        }
+    }
     tokio::spawn(async move {
         let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
         else {

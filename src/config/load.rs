@@ -142,12 +142,25 @@ pub struct Module<P> {
 /// Reads and loads a config file; relative paths inside it are resolved
 /// against its directory.
 pub fn load_file<M: ModuleDoc>(path: &Path) -> Result<Config<M::Prober>, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+    let bytes = std::fs::read(path).map_err(|source| ConfigError::Read {
         path: path.to_path_buf(),
         cause: source,
     })?;
+    load_bytes::<M>(path, &bytes)
+}
+
+/// Loads the bytes read from the config file at `path` (as
+/// [`load_file`], for a caller that read them itself).
+pub fn load_bytes<M: ModuleDoc>(
+    path: &Path,
+    bytes: &[u8],
+) -> Result<Config<M::Prober>, ConfigError> {
+    let text = std::str::from_utf8(bytes).map_err(|e| ConfigError::Read {
+        path: path.to_path_buf(),
+        cause: std::io::Error::new(std::io::ErrorKind::InvalidData, e),
+    })?;
     let base_dir = path.parent().unwrap_or_else(|| Path::new(""));
-    load_str::<M>(&text, base_dir).map_err(|e| match e {
+    load_str::<M>(text, base_dir).map_err(|e| match e {
         ConfigError::Parse { message, .. } => ConfigError::Parse {
             path: Some(path.to_path_buf()),
             message,

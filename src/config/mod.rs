@@ -19,5 +19,6 @@ pub mod tls;
 
 pub use crate::net::Secret;
 pub use load::{
-    Config, ConfigError, Ctx, DEFAULT_CONFIG_YAML, Module, ModuleDoc, load_file, load_str,
+    Config, ConfigError, Ctx, DEFAULT_CONFIG_YAML, Module, ModuleDoc, load_bytes, load_file,
+    load_str,
 };

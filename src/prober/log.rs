@@ -1,5 +1,6 @@
 //! The log of one probe: kept in memory for `debug=true` and `/logs`, and
-//! mirrored to the process log at debug level.
+//! mirrored to the process log from the `--log.prober` level up (at most
+//! [`MAX_LOG_BYTES`] of it per probe).
 //!
 //! Every line carries `module=` and `target=` like blackbox's scrape logger,
 //! and always includes debug-level detail (what users open the debug page
@@ -62,9 +63,36 @@ struct Lines {
     tail_bytes: usize,
     dropped_lines: u64,
     dropped_bytes: u64,
+    /// Bytes of this probe's lines written to the process log.
+    mirrored_bytes: usize,
+    /// The process log was told that further lines are not written.
+    mirror_cut: bool,
+}
+
+/// Whether a line goes to the process log too.
+enum Mirror {
+    Yes,
+    /// The budget is spent with this line: say so instead, once.
+    CutNow,
+    No,
 }
 
 impl Lines {
+    /// A probe writes at most [`MAX_LOG_BYTES`] of lines to the process log
+    /// (a target flooding a debug-level loop cannot flood the log); `enabled`
+    /// says whether `--log.prober` lets the line through at all.
+    fn mirror(&mut self, enabled: bool, len: usize) -> Mirror {
+        if !enabled || self.mirror_cut {
+            return Mirror::No;
+        }
+        if self.mirrored_bytes + len < MAX_LOG_BYTES {
+            self.mirrored_bytes += len + 1;
+            return Mirror::Yes;
+        }
+        self.mirror_cut = true;
+        Mirror::CutNow
+    }
+
     fn push(&mut self, line: String) {
         let len = line.len() + 1;
         if self.tail.is_empty() && self.head_bytes + len <= MAX_LOG_BYTES - TAIL_BYTES {
@@ -127,6 +155,25 @@ impl ProbeLog {
     }
 
     pub fn log(&self, level: Level, msg: &str, fields: &[(&str, &dyn std::fmt::Display)]) {
+        let line = self.line(level, msg, fields);
+        let mut lines = self.lines.lock().unwrap_or_else(|e| e.into_inner());
+        match lines.mirror(mirror_enabled(level), line.len()) {
+            Mirror::Yes => mirror(level, &line),
+            Mirror::CutNow => {
+                let note = self.line(
+                    level,
+                    "Further lines of this probe are not written to this log (see its debug page)",
+                    &[("limit_bytes", &MAX_LOG_BYTES)],
+                );
+                mirror(level, &note);
+            }
+            Mirror::No => {}
+        }
+        lines.push(line);
+    }
+
+    /// One line in the log format, with `module` and `target`.
+    fn line(&self, level: Level, msg: &str, fields: &[(&str, &dyn std::fmt::Display)]) -> String {
         let ts = rfc3339(SystemTime::now());
         let mut pairs: Vec<(&str, String)> = Vec::with_capacity(fields.len() + 5);
         pairs.push(("ts", ts));
@@ -137,15 +184,10 @@ impl ProbeLog {
         for (k, v) in fields {
             pairs.push((k, field_text(*v)));
         }
-        let line = match self.format {
+        match self.format {
             LogFormat::Logfmt => logfmt_line(&pairs),
             LogFormat::Json => json_line(&pairs),
-        };
-        tracing::debug!(target: "probe", "{line}");
-        self.lines
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(line);
+        }
     }
 
     /// All lines kept, newline-terminated; where lines were dropped, one
@@ -170,6 +212,28 @@ impl ProbeLog {
             out.push('\n');
         }
         out
+    }
+}
+
+/// Whether `--log.prober` (the filter on the `probe` target) lets a line
+/// of `level` into the process log.
+fn mirror_enabled(level: Level) -> bool {
+    match level {
+        Level::Debug => tracing::enabled!(target: "probe", tracing::Level::DEBUG),
+        Level::Info => tracing::enabled!(target: "probe", tracing::Level::INFO),
+        Level::Warn => tracing::enabled!(target: "probe", tracing::Level::WARN),
+        Level::Error => tracing::enabled!(target: "probe", tracing::Level::ERROR),
+    }
+}
+
+/// Writes a probe's line to the process log at its level (`--log.prober`
+/// filters the `probe` target; `logging` writes such lines as they are).
+fn mirror(level: Level, line: &str) {
+    match level {
+        Level::Debug => tracing::debug!(target: "probe", "{line}"),
+        Level::Info => tracing::info!(target: "probe", "{line}"),
+        Level::Warn => tracing::warn!(target: "probe", "{line}"),
+        Level::Error => tracing::error!(target: "probe", "{line}"),
     }
 }
 

@@ -40,7 +40,7 @@ use log::{LogFormat, ProbeLog};
 use metrics::{GaugeSpec, ProbeMetrics};
 use reason::{FailureReason, ProbeFailure};
 pub use registry::{
-    Config, Module, ModuleFile, ProberSettings, default_config, load_file, load_str,
+    Config, Module, ModuleFile, ProberSettings, default_config, load_bytes, load_file, load_str,
 };
 
 pub static PROBE_SUCCESS: GaugeSpec = GaugeSpec::always(

@@ -196,6 +196,11 @@ pub fn load_file(path: &Path) -> Result<Config, ConfigError> {
     config::load_file::<ModuleFile>(path)
 }
 
+/// Load the bytes read from the config file at `path`.
+pub fn load_bytes(path: &Path, bytes: &[u8]) -> Result<Config, ConfigError> {
+    config::load_bytes::<ModuleFile>(path, bytes)
+}
+
 /// Load a config document.
 pub fn load_str(yaml: &str, base_dir: &Path) -> Result<Config, ConfigError> {
     config::load_str::<ModuleFile>(yaml, base_dir)

@@ -4,9 +4,11 @@
 pub mod conn;
 pub mod history;
 pub mod landing;
+pub mod prefix;
 pub mod probe;
 pub mod self_metrics;
 pub mod state;
+pub mod systemd;
 pub mod web_config;
 
 use std::convert::Infallible;
@@ -42,6 +44,8 @@ pub struct ServerOptions {
     pub limits: crate::prober::ProbeLimits,
     /// Bounds of the server's own connections.
     pub connections: conn::ConnLimits,
+    /// `--web.route-prefix` and `--web.external-url`.
+    pub paths: prefix::WebPaths,
 }
 
 /// Shared state of all requests.
@@ -99,6 +103,20 @@ impl Reply {
         }
     }
 
+    /// A redirect to `location` (a URL or path we built, so valid as a
+    /// header; if not, the answer is a 500 rather than a panic).
+    fn redirect(status: u16, location: &str) -> Self {
+        match HeaderValue::from_str(location) {
+            Ok(value) => Self {
+                status,
+                content_type: TEXT,
+                body: String::new(),
+                extra: vec![(header::LOCATION, value)],
+            },
+            Err(_) => Self::text(500, "invalid redirect location\n".into()),
+        }
+    }
+
     fn html(body: String) -> Self {
         Self {
             status: 200,
@@ -135,9 +153,21 @@ fn query_pairs(req: &Request<Incoming>) -> Vec<(String, String)> {
         .unwrap_or_default()
 }
 
-/// Route one request.
+/// Route one request: under the route prefix, to its endpoint.
 pub async fn route(app: &Arc<App>, req: Request<Incoming>) -> Reply {
-    let path = req.uri().path().to_string();
+    let full_path = req.uri().path().to_string();
+    let path = match app.options.paths.route(&full_path) {
+        prefix::Routed::Inside(path) => path.to_string(),
+        prefix::Routed::RedirectRoot(to) => return Reply::redirect(302, to),
+        prefix::Routed::AddSlash(to) => {
+            let to = match req.uri().query() {
+                Some(q) => format!("{to}?{q}"),
+                None => to.to_string(),
+            };
+            return Reply::redirect(301, &to);
+        }
+        prefix::Routed::NotFound => return Reply::text(404, "404 page not found\n".into()),
+    };
     match path.as_str() {
         "/probe" => {
             if req.headers().contains_key(crate::prober::client::LOOP_MARK) {
@@ -297,6 +327,29 @@ impl Server {
                 });
             }
         }
+        Ok(Self {
+            app: Arc::new(app),
+            listeners,
+        })
+    }
+
+    /// Serve on listeners made elsewhere (systemd socket activation).
+    pub fn from_listeners(
+        app: App,
+        listeners: Vec<std::net::TcpListener>,
+    ) -> Result<Self, ServerError> {
+        let listeners = listeners
+            .into_iter()
+            .map(|l| {
+                let addr = l
+                    .local_addr()
+                    .map(|a| a.to_string())
+                    .unwrap_or_else(|_| "systemd socket".into());
+                l.set_nonblocking(true)
+                    .and_then(|()| TcpListener::from_std(l))
+                    .map_err(|source| ServerError::Bind { addr, source })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         Ok(Self {
             app: Arc::new(app),
             listeners,

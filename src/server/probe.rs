@@ -444,6 +444,7 @@ mod proptests {
                     idle_timeout: Duration::from_secs(1),
                     max_connections: 4,
                 },
+                paths: Default::default(),
             },
             web: None,
         })

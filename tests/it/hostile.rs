@@ -343,7 +343,9 @@ modules:
       query_response:
         - expect: '^NEVER'
 ";
-    let exporter = Exporter::start(config).await;
+    // Every line read is a debug line of the probe log: written to the
+    // exporter's own log too, at most 64 KiB of them per probe.
+    let exporter = Exporter::start_with_args(config, &["--log.prober=debug"]).await;
     let fds = exporter.open_fds();
     for _ in 0..2 {
         probe_within_bounds(
@@ -364,6 +366,19 @@ modules:
     // The log part is at most 64 KiB, plus the metrics and module sections.
     assert!(page.body.len() < 80 * 1024, "{} bytes", page.body.len());
     assert!(page.body.contains("log lines ("), "the drop is said");
+    let log = exporter.log();
+    assert!(log.contains("Read line"), "no probe lines in the log");
+    assert!(
+        log.len() < 2 * 64 * 1024 + 16 * 1024,
+        "the exporter's log grew to {} bytes",
+        log.len()
+    );
+    assert_eq!(
+        log.matches("Further lines of this probe are not written")
+            .count(),
+        2,
+        "the cut is said once per probe"
+    );
     fds_come_back(&exporter, fds).await;
 }
 

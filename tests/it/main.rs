@@ -26,6 +26,7 @@ mod deploy_files;
 mod e2e_nginx_tls;
 mod e2e_nginx_websocket;
 mod e2e_prometheus;
+mod flags;
 mod hostile;
 mod http_prober;
 mod landing_chromium;

@@ -1037,6 +1037,12 @@ fn version_and_help_flags() {
         "--history.limit",
         "--log.level",
         "--log.format",
+        "--log.prober",
+        "--web.route-prefix",
+        "--web.external-url",
+        "--web.systemd-socket",
+        "--config.enable-auto-reload",
+        "--config.auto-reload-interval",
     ] {
         assert!(
             stdout.contains(flag),

@@ -212,10 +212,31 @@ impl Exporter {
         Self::spawn("handshake_exporter", &our_binary(), config_yaml, args).await
     }
 
+    /// Starts our binary with `config_yaml` and extra flags that move the
+    /// endpoints (a route prefix): ready when `health_path` answers 200.
+    pub async fn start_with_args_ready_at(
+        config_yaml: &str,
+        args: &[&str],
+        health_path: &str,
+    ) -> Self {
+        let name = "handshake_exporter";
+        Self::spawn_ready_at(name, &our_binary(), config_yaml, args, health_path).await
+    }
+
     /// Starts `program` (blackbox-compatible flags) and waits until
     /// `/-/healthy` answers 200. Panics with the process output when it
     /// exits or is not ready within [`READY_TIMEOUT`].
     pub async fn spawn(name: &str, program: &Path, config_yaml: &str, args: &[&str]) -> Self {
+        Self::spawn_ready_at(name, program, config_yaml, args, "/-/healthy").await
+    }
+
+    async fn spawn_ready_at(
+        name: &str,
+        program: &Path,
+        config_yaml: &str,
+        args: &[&str],
+        health_path: &str,
+    ) -> Self {
         let dir = tempfile::Builder::new()
             .prefix(&format!("{name}-"))
             .tempdir()
@@ -242,7 +263,7 @@ impl Exporter {
                 .stderr(Stdio::from(log))
                 .spawn()
                 .unwrap_or_else(|e| panic!("cannot start {name} ({}): {e}", program.display()));
-            let outcome = wait_ready(&mut child, addr).await;
+            let outcome = wait_ready(&mut child, addr, health_path).await;
             let log = || std::fs::read_to_string(&log_path).unwrap_or_default();
             match outcome {
                 Ok(()) => {
@@ -262,7 +283,7 @@ impl Exporter {
                         continue;
                     }
                     panic!(
-                        "{name} exited ({status}) before answering /-/healthy on {addr}\n\
+                        "{name} exited ({status}) before answering {health_path} on {addr}\n\
                          command: {} --config.file={} --web.listen-address={addr} {}\n\
                          --- config ---\n{config_yaml}\n--- output ---\n{log}",
                         program.display(),
@@ -274,7 +295,7 @@ impl Exporter {
                     let _ = child.kill();
                     let _ = child.wait();
                     panic!(
-                        "{name} did not answer /-/healthy on {addr} within {READY_TIMEOUT:?} \
+                        "{name} did not answer {health_path} on {addr} within {READY_TIMEOUT:?} \
                          (last error: {last_error})\n--- output ---\n{}",
                         log()
                     );
@@ -441,7 +462,11 @@ enum ReadyError {
 }
 use ReadyError::{Exit, NotReady};
 
-async fn wait_ready(child: &mut Child, addr: SocketAddr) -> Result<(), ReadyError> {
+async fn wait_ready(
+    child: &mut Child,
+    addr: SocketAddr,
+    health_path: &str,
+) -> Result<(), ReadyError> {
     let deadline = Instant::now() + READY_TIMEOUT;
     let mut last_error = String::from("none");
     loop {
@@ -453,7 +478,7 @@ async fn wait_ready(child: &mut Child, addr: SocketAddr) -> Result<(), ReadyErro
         }
         let attempt = tokio::time::timeout(
             Duration::from_secs(1),
-            http_request(addr, Method::GET, "/-/healthy", &[], Bytes::new()),
+            http_request(addr, Method::GET, health_path, &[], Bytes::new()),
         )
         .await;
         match attempt {
