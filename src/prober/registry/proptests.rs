@@ -453,7 +453,7 @@ proptest! {
         prober in "[a-z]{1,10}",
     ) {
         prop_assume!(!ModuleFile::PROBERS.contains(&prober.as_str())
-            && !["icmp", "dns", "grpc", "unix"].contains(&prober.as_str()));
+            && !["icmp", "grpc", "unix"].contains(&prober.as_str()));
         let e = load_err(&format!("modules:\n  {name}:\n    prober: {prober}\n"));
         prop_assert!(e.contains(&format!("module {name:?}")), "{}", e);
         prop_assert!(e.contains(&format!("unknown prober {prober:?}")), "{}", e);
