@@ -491,6 +491,74 @@ validate_additional_rrs:
         assert_eq!(dns("query_name: x\nvalid_rcodes: []").valid_rcodes, vec![0]);
     }
 
+    /// blackbox's documented dns modules load as written (empty validator
+    /// blocks included), and its config/testdata's invalid dns modules are
+    /// load errors here too.
+    #[test]
+    fn blackbox_s_examples_and_invalid_testdata() {
+        let c = load(
+            r#"modules:
+  dns_udp_example:
+    prober: dns
+    timeout: 5s
+    dns:
+      query_name: "www.prometheus.io"
+      query_type: "A"
+      valid_rcodes:
+        - NOERROR
+      validate_answer_rrs:
+      validate_authority_rrs:
+      validate_additional_rrs:
+  dns_soa:
+    prober: dns
+    dns:
+      query_name: "prometheus.io"
+      query_type: "SOA"
+  dns_tcp_example:
+    prober: dns
+    dns:
+      transport_protocol: "tcp"
+      preferred_ip_protocol: "ip4"
+      query_name: "www.prometheus.io"
+      query_type: "A"
+      validate_answer_rrs:
+        fail_if_matches_regexp: []
+        fail_if_not_matches_regexp: []
+"#,
+        )
+        .expect("loads");
+        assert_eq!(c.modules.len(), 3);
+        for (body, key) in [
+            // No query_name (a validator is there).
+            (
+                "preferred_ip_protocol: ip6
+validate_answer_rrs:
+  fail_if_matches_regexp: [test]",
+                "dns.query_name",
+            ),
+            (
+                "query_name: example.com
+query_class: X
+query_type: A",
+                "dns.query_class",
+            ),
+            (
+                "query_name: example.com
+query_type: X",
+                "dns.query_type",
+            ),
+            // A key of a later blackbox: unknown here, so refused.
+            (
+                "query_name: example.com
+query_type: A
+edns0_udp_size: 100",
+                "edns0_udp_size",
+            ),
+        ] {
+            assert_contains(&load_err(&dns_module(body)), &[key]);
+        }
+    }
+
     #[test]
     fn invalid_blocks_name_the_key() {
         for (body, needles) in [
