@@ -69,7 +69,7 @@ fn failed(cx: &ProbeContext<'_>, e: NetError) -> ProbeFailure {
 /// Who reports the TLS family of a successful handshake.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TlsReport {
-    /// Record it now (tcp, tls, websocket).
+    /// Record it now (tcp, tls, websocket, dns over TLS).
     Now,
     /// The caller decides (the http prober reports only the final
     /// response's, after redirects).

@@ -183,8 +183,8 @@ fn endpoint_text(ip: std::net::IpAddr, port: u16) -> String {
     std::net::SocketAddr::new(ip, port).to_string()
 }
 
-/// The biggest DNS message (its length is 16 bits on TCP, and a UDP
-/// datagram carries no more).
+/// The biggest DNS message over UDP (a datagram carries no more; a
+/// shorter buffer would cut a large answer and make it undecodable).
 const MAX_MESSAGE: usize = 65535;
 
 /// Whether `bytes` answers our query: a response with our id. Anything
@@ -254,21 +254,21 @@ async fn exchange_stream(
     };
     sent.await
         .map_err(|e| ProbeFailure::io(&e, "Error while sending a DNS query"))?;
-    let mut buf = vec![0u8; MAX_MESSAGE];
     loop {
         let mut len = [0u8; 2];
         stream
             .read_exact(&mut len)
             .await
             .map_err(|e| ProbeFailure::io(&e, "Error while reading the DNS response"))?;
+        // At most 64 KiB, as the length says: no more is held per probe.
         let len = usize::from(u16::from_be_bytes(len));
-        let message = buf.get_mut(..len).unwrap_or_default();
+        let mut message = vec![0u8; len];
         stream
-            .read_exact(message)
+            .read_exact(&mut message)
             .await
             .map_err(|e| ProbeFailure::io(&e, "Error while reading the DNS response"))?;
-        if answers(message, id) {
-            return decode(message);
+        if answers(&message, id) {
+            return decode(&message);
         }
         cx.log.debug(
             "Ignoring a message that does not answer the query",
