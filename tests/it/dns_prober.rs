@@ -630,6 +630,20 @@ async fn dns_over_tls_verifies_and_reports_the_tls_family() {
     )
     .await;
     o.assert_reason("tls_hostname_mismatch");
+    // The `hostname` parameter names the server when tls_config does not.
+    let o = run_in(
+        Path::new("."),
+        &module(&format!(
+            "query_name: www.example.org\ntransport_protocol: tcp\ndns_over_tls: true\ntls_config:\n  ca_file: {}",
+            pki.ca_file().display()
+        )),
+        "m",
+        &tls.to_string(),
+        Some("dot.test"),
+        TIMEOUT,
+    )
+    .await;
+    o.assert_success();
     // DoT to a plain DNS port: the server reads the ClientHello as a
     // length prefix and waits for the rest; the handshake never ends.
     let o = probe_for(
