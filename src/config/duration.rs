@@ -374,14 +374,6 @@ mod proptests {
 
     const NANOS_PER_HOUR: u64 = 3_600_000_000_000;
 
-    fn config(cases: u32) -> ProptestConfig {
-        ProptestConfig {
-            cases,
-            failure_persistence: None,
-            ..ProptestConfig::default()
-        }
-    }
-
     /// Go's `time.Duration.String()`: `1h2m3.5s`, `1.5ms`, `300µs`, `42ns`,
     /// `0s` (written here from its definition, not from the parser).
     fn go_format(d: Duration) -> String {
@@ -475,7 +467,7 @@ mod proptests {
     ];
 
     proptest! {
-        #![proptest_config(config(256))]
+        #![proptest_config(crate::net::proptest_config(256))]
 
         #[test]
         fn go_formatted_durations_round_trip(d in any_duration()) {

@@ -409,11 +409,7 @@ mod proptests {
     }
 
     proptest! {
-        #![proptest_config(ProptestConfig {
-            cases: 256,
-            failure_persistence: None,
-            ..ProptestConfig::default()
-        })]
+        #![proptest_config(crate::net::proptest_config(256))]
 
         #[test]
         fn integer_sizes_are_bytes_and_non_positive_is_none(n in any::<i64>()) {

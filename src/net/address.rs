@@ -332,11 +332,7 @@ mod proptests {
     }
 
     proptest! {
-        #![proptest_config(ProptestConfig {
-            cases: 256,
-            failure_persistence: None,
-            ..ProptestConfig::default()
-        })]
+        #![proptest_config(crate::net::proptest_config(256))]
 
         #[test]
         fn v4_ranges_contain_exactly_their_prefix(

@@ -425,6 +425,7 @@ mod proptests;
 
 #[cfg(test)]
 mod tests {
+    use super::proptests::{oid, tlv, with_names};
     use super::*;
     use rcgen::{CertificateParams, DistinguishedName, DnType, KeyPair, SanType, SerialNumber};
 
@@ -450,31 +451,6 @@ mod tests {
 
     // --- a minimal DER writer, for names rcgen cannot express -------------
 
-    fn tlv(tag: u8, content: &[u8]) -> Vec<u8> {
-        let mut out = vec![tag];
-        push_der_length(&mut out, content.len());
-        out.extend_from_slice(content);
-        out
-    }
-
-    fn oid(arcs: &[u64]) -> Vec<u8> {
-        let mut body = Vec::new();
-        let mut push_arc = |mut v: u64| {
-            let mut groups = vec![(v & 0x7f) as u8];
-            v >>= 7;
-            while v > 0 {
-                groups.push((v & 0x7f) as u8 | 0x80);
-                v >>= 7;
-            }
-            body.extend(groups.iter().rev());
-        };
-        push_arc(arcs[0] * 40 + arcs[1]);
-        for &a in &arcs[2..] {
-            push_arc(a);
-        }
-        tlv(0x06, &body)
-    }
-
     /// RDNSequence from RDNs of (oid, string tag, value).
     fn name(rdns: &[&[(&[u64], u8, &str)]]) -> Vec<u8> {
         let mut seq = Vec::new();
@@ -488,56 +464,6 @@ mod tests {
             seq.extend(tlv(0x31, &set));
         }
         tlv(0x30, &seq)
-    }
-
-    /// Split a DER buffer into its top-level TLVs.
-    fn elements(mut buf: &[u8]) -> Vec<&[u8]> {
-        let mut out = Vec::new();
-        while !buf.is_empty() {
-            let (hdr, len) = match buf[1] {
-                l if l < 0x80 => (2, l as usize),
-                l => {
-                    let n = (l & 0x7f) as usize;
-                    let len = buf[2..2 + n]
-                        .iter()
-                        .fold(0usize, |acc, &b| (acc << 8) | b as usize);
-                    (2 + n, len)
-                }
-            };
-            out.push(&buf[..hdr + len]);
-            buf = &buf[hdr + len..];
-        }
-        out
-    }
-
-    fn content(tlv_bytes: &[u8]) -> &[u8] {
-        let hdr = if tlv_bytes[1] < 0x80 {
-            2
-        } else {
-            2 + (tlv_bytes[1] & 0x7f) as usize
-        };
-        &tlv_bytes[hdr..]
-    }
-
-    /// Replace the subject (and optionally the issuer) of a certificate.
-    /// The signature no longer verifies, which parsing does not care about.
-    fn with_names(der: &[u8], subject: &[u8], issuer: Option<&[u8]>) -> Vec<u8> {
-        let outer = elements(content(der));
-        let mut tbs: Vec<Vec<u8>> = elements(content(outer[0]))
-            .into_iter()
-            .map(<[u8]>::to_vec)
-            .collect();
-        // [0] version, serial, signature, issuer, validity, subject, ...
-        let base = usize::from(tbs[0][0] == 0xa0);
-        tbs[base + 4] = subject.to_vec();
-        if let Some(issuer) = issuer {
-            tbs[base + 2] = issuer.to_vec();
-        }
-        let mut body = tlv(0x30, &tbs.concat());
-        for rest in &outer[1..] {
-            body.extend_from_slice(rest);
-        }
-        tlv(0x30, &body)
     }
 
     fn cert_with_subject(subject: &[u8]) -> Vec<u8> {

@@ -196,6 +196,56 @@ impl Connector<'_> {
 }
 
 impl Connector<'_> {
+    /// Open a unix socket connection to `path` (the unix prober): the
+    /// target policy's path rules, then the connect, then TLS when asked
+    /// for. `address`, `source` and `proxy` do not apply.
+    pub async fn connect_unix(
+        &self,
+        path: &str,
+        observer: &dyn Observer,
+    ) -> Result<Connection, NetError> {
+        self.targets.check_path(path)?;
+        let connecting = PhaseTimer::start(observer, Phase::Connect);
+        observer.note("Dialing unix socket", &[("path", &path)]);
+        let unix = tokio::net::UnixStream::connect(path)
+            .await
+            .map_err(|e| NetError::Io(unix_error(path, e)))?;
+        drop(connecting);
+        observer.note("Successfully dialed", &[("path", &path)]);
+        let stream: Box<dyn Stream> = Box::new(Fair::new(unix));
+        let Some(tls) = &self.tls else {
+            return Ok(Connection { stream, tls: None });
+        };
+        let handshake = PhaseTimer::start(observer, Phase::Tls);
+        let (stream, info) =
+            handshake_with(tls.client, stream, tls.server_name, tls.alpn, tls.confirm).await?;
+        drop(handshake);
+        note_session(observer, &info);
+        Ok(Connection {
+            stream: Box::new(stream),
+            tls: Some(info),
+        })
+    }
+}
+
+/// A unix connect error naming the socket; a permission error says what
+/// is missing (the common mistake, which blackbox also spells out).
+/// A missing socket file is a refused connection: nothing listens there,
+/// as when the file outlives its server.
+fn unix_error(path: &str, e: std::io::Error) -> std::io::Error {
+    use std::io::ErrorKind;
+    let (kind, hint) = match e.kind() {
+        ErrorKind::PermissionDenied => (
+            ErrorKind::PermissionDenied,
+            " (the exporter's user needs write permission on the socket)",
+        ),
+        ErrorKind::NotFound => (ErrorKind::ConnectionRefused, ""),
+        kind => (kind, ""),
+    };
+    std::io::Error::new(kind, format!("connect to unix socket {path}: {e}{hint}"))
+}
+
+impl Connector<'_> {
     /// Open a UDP socket connected to `endpoint` (the dns prober's
     /// datagrams), under the same target policy as every stream: the name
     /// is checked before it is resolved, the address before the socket is

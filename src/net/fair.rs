@@ -7,9 +7,11 @@
 //! (empty WebSocket continuation frames, one-byte HTTP chunks) reads again
 //! at once: tokio's own budget (128 reads of up to 128 KiB) let such a task
 //! run for seconds past its deadline. Reading through [`Fair`], no task
-//! handles more than 64 KiB from one connection before it yields, so the
-//! deadline fires within one such slice of parsing.
+//! handles more than 16 KiB from one connection before it yields, and the
+//! runtime checks its timers before the task runs again, so the deadline
+//! fires within one such slice of parsing.
 
+use std::future::Future as _;
 use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -17,7 +19,7 @@ use std::task::{Context, Poll};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 /// Bytes read between two turns given to the runtime.
-pub const BYTES_PER_TURN: usize = 64 * 1024;
+pub const BYTES_PER_TURN: usize = 16 * 1024;
 
 /// `inner`, yielding after every [`BYTES_PER_TURN`] bytes read.
 pub struct Fair<S> {
@@ -41,10 +43,12 @@ impl<S: AsyncRead + Unpin> AsyncRead for Fair<S> {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         if self.read_since_turn >= BYTES_PER_TURN {
-            // Come back at once, after the runtime had its turn (timers
-            // included).
             self.read_since_turn = 0;
-            cx.waker().wake_by_ref();
+            // tokio's own yield defers the wake until the runtime has
+            // polled its drivers, so the deadline's timer is seen before
+            // this task runs again; a plain self-wake would be polled again
+            // up to 61 times first (the scheduler's event interval).
+            let _ = std::pin::pin!(tokio::task::yield_now()).poll(cx);
             return Poll::Pending;
         }
         let before = buf.filled().len();

@@ -26,6 +26,18 @@ pub use secret::Secret;
 
 use tokio::io::{AsyncRead, AsyncWrite};
 
+/// The settings of every property test in the crate (here, in the layer
+/// all others may use): `cases` per property, and no failure files (a case
+/// that failed is kept as a unit test instead).
+#[cfg(test)]
+pub fn proptest_config(cases: u32) -> proptest::test_runner::Config {
+    proptest::test_runner::Config {
+        cases,
+        failure_persistence: None,
+        ..proptest::test_runner::Config::default()
+    }
+}
+
 /// Any stream a probe talks over: plain TCP, TLS, a proxy tunnel, a
 /// connection upgraded by STARTTLS.
 pub trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}

@@ -7,8 +7,12 @@
 //! rules, one of them does. A [`TargetPolicy`] is the top-level policy and
 //! the module's together: a target must pass both.
 //!
+//! A unix prober's target is a socket path: entries starting with `/` are
+//! path globs, checked (case-sensitively) against it; host and address
+//! rules say nothing about a path.
+//!
 //! The glob matcher is ours: the rule is one wildcard (`*`, any run of
-//! characters, dots included) over a host name, which the path-oriented glob
+//! characters, dots and slashes included), which the path-oriented glob
 //! crates do not express (their `*` stops at a separator).
 
 use std::fmt;
@@ -24,14 +28,20 @@ pub enum Rule {
     Net(Cidr),
     /// A host-name glob, lowercased, without a trailing dot.
     Name(String),
+    /// A unix socket path glob (an entry starting with `/`).
+    Path(String),
 }
 
 impl Rule {
-    /// Parse an entry: `10.0.0.0/8`, `::1`, `[::1]`, `*.example.com`.
+    /// Parse an entry: `10.0.0.0/8`, `::1`, `[::1]`, `*.example.com`,
+    /// `/run/app/*.sock`.
     pub fn parse(text: &str) -> Result<Rule, String> {
         let text = text.trim();
         if text.is_empty() {
             return Err("empty entry".into());
+        }
+        if text.starts_with('/') {
+            return Ok(Rule::Path(text.to_string()));
         }
         if text.contains('/') || unbracket(text).parse::<IpAddr>().is_ok() {
             return Cidr::parse(text).map(Rule::Net);
@@ -51,9 +61,16 @@ impl Rule {
 
     fn matches_name(&self, name: Option<&str>) -> bool {
         match (self, name) {
-            (Rule::Name(glob), Some(name)) => glob_match(glob, name),
+            (Rule::Name(glob), Some(name)) => {
+                let name = name.trim_end_matches('.').to_ascii_lowercase();
+                glob_match(glob.as_bytes(), name.as_bytes())
+            }
             _ => false,
         }
+    }
+
+    fn matches_path(&self, path: &str) -> bool {
+        matches!(self, Rule::Path(glob) if glob_match(glob.as_bytes(), path.as_bytes()))
     }
 
     fn matches_addr(&self, addr: Option<IpAddr>) -> bool {
@@ -68,16 +85,14 @@ impl fmt::Display for Rule {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Rule::Net(net) => write!(f, "{net}"),
-            Rule::Name(glob) => f.write_str(glob),
+            Rule::Name(glob) | Rule::Path(glob) => f.write_str(glob),
         }
     }
 }
 
-/// `*` matches any run of characters (dots included); case-insensitive
-/// (`glob` is lowercase already).
-fn glob_match(glob: &str, name: &str) -> bool {
-    let name = name.trim_end_matches('.').to_ascii_lowercase();
-    let (g, n) = (glob.as_bytes(), name.as_bytes());
+/// `*` matches any run of characters (dots and slashes included); the
+/// rest matches exactly (host names are lowercased by the caller).
+fn glob_match(g: &[u8], n: &[u8]) -> bool {
     let (mut gi, mut ni) = (0, 0);
     // Where the last `*` was, and how much of the name it has taken.
     let mut star: Option<(usize, usize)> = None;
@@ -158,6 +173,25 @@ impl Policy {
     }
 }
 
+impl Policy {
+    /// A unix socket path: path rules decide; an allow list without one
+    /// admits no path.
+    fn path_verdict(&self, path: &str) -> Result<(), Refusal> {
+        if let Some(rule) = self.deny.iter().find(|r| r.matches_path(path)) {
+            return Err(Refusal::Denied {
+                rule: rule.to_string(),
+                origin: self.origin.clone(),
+            });
+        }
+        if self.allow.is_empty() || self.allow.iter().any(|r| r.matches_path(path)) {
+            return Ok(());
+        }
+        Err(Refusal::NotAllowed {
+            origin: self.origin.clone(),
+        })
+    }
+}
+
 /// Why a target was refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Refusal {
@@ -220,6 +254,17 @@ impl TargetPolicy {
         Ok(())
     }
 
+    /// A unix socket path, before it is connected to.
+    pub fn check_path(&self, path: &str) -> Result<(), Forbidden> {
+        for layer in &self.layers {
+            layer.path_verdict(path).map_err(|refusal| Forbidden {
+                target: path.to_string(),
+                refusal,
+            })?;
+        }
+        Ok(())
+    }
+
     /// After resolution, for the address about to be dialled: the whole
     /// rule set, with the name the address came from (an IP literal has
     /// none).
@@ -251,6 +296,36 @@ impl TargetPolicy {
 mod tests {
     use super::*;
 
+    fn name_glob(glob: &str, name: &str) -> bool {
+        Rule::Name(glob.to_string()).matches_name(Some(name))
+    }
+
+    #[test]
+    fn path_rules_decide_for_socket_paths_only() {
+        assert_eq!(
+            Rule::parse("/run/app/*.sock"),
+            Ok(Rule::Path("/run/app/*.sock".into()))
+        );
+        // An allow list of paths admits its paths and no host; an allow
+        // list of hosts admits no path; a deny path leaves hosts alone.
+        let p = policy(&["/run/app/*.sock"], &["/run/app/admin.sock"]);
+        assert!(p.check_path("/run/app/web.sock").is_ok());
+        assert!(p.check_path("/run/app/sub/dir.sock").is_ok());
+        assert!(p.check_path("/run/app/admin.sock").is_err());
+        assert!(p.check_path("/var/run/docker.sock").is_err());
+        assert!(p.check_path("/RUN/app/web.sock").is_err(), "case-sensitive");
+        assert!(p.check_name("example.com").is_err());
+        let hosts = policy(&["*.example.com", "10.0.0.0/8"], &[]);
+        assert!(hosts.check_path("/run/app/web.sock").is_err());
+        let deny = policy(&[], &["/var/run/docker.sock"]);
+        assert!(deny.check_path("/var/run/docker.sock").is_err());
+        assert!(deny.check_path("/run/app/web.sock").is_ok());
+        assert!(deny.check_name("example.com").is_ok());
+        // The built-in policy (addresses only) leaves paths open.
+        let builtin = TargetPolicy::new(vec![Arc::new(Policy::builtin())]);
+        assert!(builtin.check_path("/run/app/web.sock").is_ok());
+    }
+
     fn policy(allow: &[&str], deny: &[&str]) -> TargetPolicy {
         let rules = |list: &[&str]| list.iter().map(|s| Rule::parse(s).unwrap()).collect();
         TargetPolicy::new(vec![Arc::new(Policy {
@@ -266,16 +341,16 @@ mod tests {
 
     #[test]
     fn globs() {
-        assert!(glob_match("*.example.com", "a.b.example.com"));
-        assert!(glob_match("*.example.com", "WWW.Example.COM."));
-        assert!(!glob_match("*.example.com", "example.com"));
-        assert!(glob_match("*example.com", "example.com"));
-        assert!(glob_match("*", "anything.at.all"));
-        assert!(glob_match("api-*.internal", "api-7.internal"));
-        assert!(!glob_match("api-*.internal", "api-7.internal.evil"));
-        assert!(glob_match("a*b*c", "axxbyyc"));
-        assert!(!glob_match("a*b*c", "axxbyy"));
-        assert!(glob_match("localhost", "localhost."));
+        assert!(name_glob("*.example.com", "a.b.example.com"));
+        assert!(name_glob("*.example.com", "WWW.Example.COM."));
+        assert!(!name_glob("*.example.com", "example.com"));
+        assert!(name_glob("*example.com", "example.com"));
+        assert!(name_glob("*", "anything.at.all"));
+        assert!(name_glob("api-*.internal", "api-7.internal"));
+        assert!(!name_glob("api-*.internal", "api-7.internal.evil"));
+        assert!(name_glob("a*b*c", "axxbyyc"));
+        assert!(!name_glob("a*b*c", "axxbyy"));
+        assert!(name_glob("localhost", "localhost."));
     }
 
     #[test]

@@ -124,11 +124,7 @@ mod proptests {
     }
 
     proptest! {
-        #![proptest_config(ProptestConfig {
-            cases: 256,
-            failure_persistence: None,
-            ..ProptestConfig::default()
-        })]
+        #![proptest_config(crate::net::proptest_config(256))]
 
         #[test]
         fn redact_never_shows_the_password((text, pass) in url_with_password()) {

@@ -100,10 +100,28 @@ pub async fn open_watched(
         .connect(endpoint, watch)
         .await
         .map_err(|e| failed(cx, e))?;
+    Ok(opened(cx, conn, report))
+}
+
+/// [`open`] for a unix socket path.
+pub async fn open_unix(
+    cx: &ProbeContext<'_>,
+    connector: &Connector<'_>,
+    path: &str,
+    report: TlsReport,
+) -> Result<Connection, ProbeFailure> {
+    let conn = connector
+        .connect_unix(path, &Watch::new(cx, None))
+        .await
+        .map_err(|e| failed(cx, e))?;
+    Ok(opened(cx, conn, report))
+}
+
+fn opened(cx: &ProbeContext<'_>, conn: Connection, report: TlsReport) -> Connection {
     if let (TlsReport::Now, Some(info)) = (report, &conn.tls) {
         tls_metrics::record(cx, info);
     }
-    Ok(conn)
+    conn
 }
 
 /// A UDP socket connected to the endpoint through the connector (the

@@ -28,6 +28,7 @@ pub mod registry;
 pub mod tcp;
 pub mod tls;
 pub mod tls_metrics;
+pub mod unix;
 pub mod websocket;
 
 use std::sync::Mutex;

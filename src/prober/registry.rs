@@ -16,7 +16,7 @@ use serde::de::DeserializeOwned;
 
 use super::metrics::GaugeSpec;
 use super::reason::{FailureReason, ProbeFailure};
-use super::{ProbeContext, dns, http, tcp, tls, websocket};
+use super::{ProbeContext, dns, http, tcp, tls, unix, websocket};
 use crate::config::file::{Scalar, Unsupported};
 use crate::config::policy::TargetPolicyFile;
 use crate::config::{self, ConfigError, Ctx, ModuleDoc};
@@ -181,8 +181,9 @@ probers! {
     tcp => Tcp(tcp::TcpSettings),
     tls => Tls(tls::TlsProbeSettings),
     websocket => WebSocket(websocket::WebSocketSettings),
+    unix => Unix(unix::UnixSettings),
     dns => Dns(dns::DnsSettings),
-    ; not implemented: icmp, grpc, unix,
+    ; not implemented: icmp, grpc,
 }
 
 /// The loaded configuration.
@@ -220,6 +221,49 @@ pub mod test_support {
     use crate::prober::websocket::WebSocketSettings;
 
     pub const BASE: &str = "/nonexistent-config-dir";
+
+    /// One piece of a `send` template (the property tests of the tcp and
+    /// websocket expansion of `${n}` and `${name}`).
+    #[derive(Debug, Clone)]
+    pub enum Piece {
+        /// Text without `$`.
+        Text(String),
+        /// `${n}`.
+        Group(usize),
+        /// `${name}`.
+        Named(&'static str),
+        /// `$$`, a literal dollar.
+        Dollar,
+    }
+
+    /// Pieces with text matching `text`, group numbers below `groups`,
+    /// and the group `names` (include one the regex does not have).
+    pub fn piece(
+        text: &'static str,
+        groups: usize,
+        names: &'static [&'static str],
+    ) -> impl proptest::strategy::Strategy<Value = Piece> {
+        use proptest::prelude::*;
+        prop_oneof![
+            text.prop_map(Piece::Text),
+            (0..groups).prop_map(Piece::Group),
+            prop::sample::select(names).prop_map(Piece::Named),
+            Just(Piece::Dollar),
+        ]
+    }
+
+    /// The template the pieces spell.
+    pub fn render(pieces: &[Piece]) -> String {
+        pieces
+            .iter()
+            .map(|p| match p {
+                Piece::Text(t) => t.clone(),
+                Piece::Group(n) => format!("${{{n}}}"),
+                Piece::Named(name) => format!("${{{name}}}"),
+                Piece::Dollar => "$$".into(),
+            })
+            .collect()
+    }
     pub fn load(yaml: &str) -> Result<Config, ConfigError> {
         load_str(yaml, Path::new(BASE))
     }

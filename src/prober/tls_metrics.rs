@@ -306,11 +306,7 @@ mod proptests {
     ];
 
     proptest! {
-        #![proptest_config(ProptestConfig {
-            cases: 48,
-            failure_persistence: None,
-            ..ProptestConfig::default()
-        })]
+        #![proptest_config(crate::net::proptest_config(48))]
 
         #[test]
         fn chain_labels_and_expiries_are_those_of_the_certificates(

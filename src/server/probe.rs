@@ -126,7 +126,7 @@ pub async fn handle(
         return Reply::text(
             400,
             format!(
-                "Prober {prober:?} of module {module_name:?} is not supported by handshake_exporter (supported: http, tcp, tls, websocket, dns)\n"
+                "Prober {prober:?} of module {module_name:?} is not supported by handshake_exporter (supported: http, tcp, tls, unix, websocket, dns)\n"
             ),
         );
     }
@@ -358,14 +358,6 @@ mod proptests {
 
     const DAY: Duration = Duration::from_secs(86_400);
 
-    fn config(cases: u32) -> ProptestConfig {
-        ProptestConfig {
-            cases,
-            failure_persistence: None,
-            ..ProptestConfig::default()
-        }
-    }
-
     /// The rule of `probe_timeout`'s doc comment, restated: the scrape
     /// timeout is the header (empty = absent = 120 s; a finite positive
     /// number, capped at a day; anything else an error); the probe gets
@@ -569,7 +561,7 @@ mod proptests {
     }
 
     proptest! {
-        #![proptest_config(config(256))]
+        #![proptest_config(crate::net::proptest_config(256))]
 
         #[test]
         fn timeout_is_positive_finite_and_at_most_a_day(
@@ -666,7 +658,7 @@ mod proptests {
     }
 
     proptest! {
-        #![proptest_config(config(64))]
+        #![proptest_config(crate::net::proptest_config(64))]
 
         #[test]
         fn hostnames_are_checked(

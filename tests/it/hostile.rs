@@ -209,6 +209,17 @@ modules:
     fds_come_back(&exporter, fds).await;
 }
 
+/// A WebSocket module waiting for a message that never comes.
+const WS_EXPECT: &str = "\
+modules:
+  ws_expect:
+    prober: websocket
+    timeout: 2s
+    websocket:
+      query_response:
+        - expect: never-sent
+";
+
 /// Answers a WebSocket upgrade request with a correct 101; false when the
 /// client went away.
 async fn accept_upgrade(stream: &mut TcpStream) -> bool {
@@ -275,16 +286,7 @@ async fn endless_message(mut stream: TcpStream) {
 async fn a_websocket_peer_cannot_make_the_prober_hoard() {
     let flood = hostile_server(ping_flood).await;
     let endless = hostile_server(endless_message).await;
-    let config = "\
-modules:
-  ws_expect:
-    prober: websocket
-    timeout: 2s
-    websocket:
-      query_response:
-        - expect: never-sent
-";
-    let exporter = Exporter::start(config).await;
+    let exporter = Exporter::start(WS_EXPECT).await;
     let fds = exporter.open_fds();
     let timeout = Duration::from_secs(2);
     // Pings as fast as they come, pongs owed and never read: the probe runs
@@ -582,16 +584,7 @@ async fn websocket_frame_headers_and_fragment_floods_stay_bounded() {
     let max_len = hostile_server(|s| huge_frame_header(s, i64::MAX as u64)).await;
     let empty_fragments = hostile_server(|s| fragment_flood(s, b"")).await;
     let byte_fragments = hostile_server(|s| fragment_flood(s, b"y")).await;
-    let config = "\
-modules:
-  ws_expect:
-    prober: websocket
-    timeout: 2s
-    websocket:
-      query_response:
-        - expect: never-sent
-";
-    let exporter = Exporter::start(config).await;
+    let exporter = Exporter::start(WS_EXPECT).await;
     let fds = exporter.open_fds();
     let timeout = Duration::from_secs(2);
     // A frame header announcing more than max_message_bytes fails at the

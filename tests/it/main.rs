@@ -34,6 +34,7 @@ mod server;
 mod target_policy;
 mod tcp_prober;
 mod tls_prober;
+mod unix_prober;
 mod websocket_apps;
 mod websocket_h2;
 mod websocket_prober;

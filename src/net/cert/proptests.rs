@@ -13,14 +13,6 @@ use sha2::{Digest, Sha256};
 
 use super::*;
 
-fn config(cases: u32) -> ProptestConfig {
-    ProptestConfig {
-        cases,
-        failure_persistence: None,
-        ..ProptestConfig::default()
-    }
-}
-
 /// One signing key for every generated certificate (key generation is the
 /// slow part, and nothing here depends on the key).
 fn key() -> &'static KeyPair {
@@ -215,14 +207,14 @@ fn go_name(rdns: &[Vec<Atv>]) -> (String, String) {
 
 // --- DER: writing names, reading and splicing certificates ---------------------
 
-fn tlv(tag: u8, content: &[u8]) -> Vec<u8> {
+pub(super) fn tlv(tag: u8, content: &[u8]) -> Vec<u8> {
     let mut out = vec![tag];
     out.extend(der_len(content.len()));
     out.extend_from_slice(content);
     out
 }
 
-fn oid(arcs: &[u64]) -> Vec<u8> {
+pub(super) fn oid(arcs: &[u64]) -> Vec<u8> {
     let mut body = Vec::new();
     let mut push = |mut v: u64| {
         let mut groups = vec![(v & 0x7f) as u8];
@@ -276,14 +268,16 @@ fn content(tlv: &[u8]) -> &[u8] {
     &tlv[header(tlv).0..]
 }
 
-/// `der` with its subject and issuer replaced (the signature no longer
-/// verifies, which parsing does not look at).
-fn with_names(der: &[u8], subject: &[u8], issuer: &[u8]) -> Vec<u8> {
+/// `der` with its subject (and issuer, when given) replaced (the signature
+/// no longer verifies, which parsing does not look at).
+pub(super) fn with_names(der: &[u8], subject: &[u8], issuer: Option<&[u8]>) -> Vec<u8> {
     let outer = children(content(der));
     let mut tbs = children(content(&outer[0]));
     // [0] version, serial, signature, issuer, validity, subject, ...
     let base = usize::from(tbs[0][0] == 0xa0);
-    tbs[base + 2] = issuer.to_vec();
+    if let Some(issuer) = issuer {
+        tbs[base + 2] = issuer.to_vec();
+    }
     tbs[base + 4] = subject.to_vec();
     let mut body = tlv(0x30, &tbs.concat());
     for rest in &outer[1..] {
@@ -504,7 +498,7 @@ fn version_labels_for_every_id() {
 }
 
 proptest! {
-    #![proptest_config(config(256))]
+    #![proptest_config(crate::net::proptest_config(256))]
 
     #[test]
     fn arbitrary_bytes_never_panic(
@@ -543,7 +537,7 @@ proptest! {
 
     #[test]
     fn names_render_as_go_renders_them(subject in rdns(), issuer in rdns()) {
-        let der = with_names(base_cert(), &name_der(&subject), &name_der(&issuer));
+        let der = with_names(base_cert(), &name_der(&subject), Some(&name_der(&issuer)));
         let info = parse_certificate(&der).map_err(|e| TestCaseError::fail(e.to_string()))?;
         let (want_subject, want_cn) = go_name(&subject);
         let (want_issuer, want_issuer_cn) = go_name(&issuer);
@@ -555,7 +549,7 @@ proptest! {
 }
 
 proptest! {
-    #![proptest_config(config(64))]
+    #![proptest_config(crate::net::proptest_config(64))]
 
     #[test]
     fn generated_certificates_report_what_they_contain(g in gen_cert()) {

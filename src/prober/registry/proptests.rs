@@ -10,14 +10,6 @@ use proptest::prelude::*;
 use super::test_support::*;
 use super::*;
 
-fn config(cases: u32) -> ProptestConfig {
-    ProptestConfig {
-        cases,
-        failure_persistence: None,
-        ..ProptestConfig::default()
-    }
-}
-
 /// A valid document using much of the schema: every prober, query_response
 /// dialogs, `!!binary`, headers, secrets, a target policy.
 const VALID: &str = r#"target_policy:
@@ -402,7 +394,7 @@ fn the_base_document_loads() {
 }
 
 proptest! {
-    #![proptest_config(config(256))]
+    #![proptest_config(crate::net::proptest_config(256))]
 
     #[test]
     fn arbitrary_text_loads_or_is_an_error(s in "\\PC{0,200}") {
@@ -420,7 +412,7 @@ proptest! {
 }
 
 proptest! {
-    #![proptest_config(config(128))]
+    #![proptest_config(crate::net::proptest_config(128))]
 
     #[test]
     fn mutated_configs_load_or_are_an_error(edits in prop::collection::vec(edit(), 1..4)) {
@@ -453,7 +445,7 @@ proptest! {
         prober in "[a-z]{1,10}",
     ) {
         prop_assume!(!ModuleFile::PROBERS.contains(&prober.as_str())
-            && !["icmp", "grpc", "unix"].contains(&prober.as_str()));
+            && !["icmp", "grpc"].contains(&prober.as_str()));
         let e = load_err(&format!("modules:\n  {name}:\n    prober: {prober}\n"));
         prop_assert!(e.contains(&format!("module {name:?}")), "{}", e);
         prop_assert!(e.contains(&format!("unknown prober {prober:?}")), "{}", e);

@@ -92,9 +92,24 @@ pub fn build(ctx: &Ctx<'_>, t: &TcpProbeFile) -> Result<TcpSettings, ConfigError
                 ctx.err("tcp.source_ip_address", format!("invalid IP address {s:?}"))
             })?),
         };
-    let mut query_response = Vec::with_capacity(t.query_response.len());
-    for (i, step) in t.query_response.iter().enumerate() {
-        let key = format!("tcp.query_response[{i}]");
+    Ok(TcpSettings {
+        address: ctx.address_policy("tcp", &t.preferred_ip_protocol, t.ip_protocol_fallback)?,
+        source_ip_address,
+        tls: t.tls,
+        tls_client: build_tls(ctx, "tcp", t.tls_config.as_ref())?,
+        query_response: build_steps(ctx, "tcp", &t.query_response)?,
+    })
+}
+
+/// A `query_response` list (of the `block`: tcp, or unix which shares it).
+pub fn build_steps(
+    ctx: &Ctx<'_>,
+    block: &str,
+    steps: &[TcpQueryResponseFile],
+) -> Result<Vec<TcpStep>, ConfigError> {
+    let mut query_response = Vec::with_capacity(steps.len());
+    for (i, step) in steps.iter().enumerate() {
+        let key = format!("{block}.query_response[{i}]");
         let expect_bytes = step
             .expect_bytes
             .clone()
@@ -134,13 +149,7 @@ pub fn build(ctx: &Ctx<'_>, t: &TcpProbeFile) -> Result<TcpSettings, ConfigError
             labels,
         });
     }
-    Ok(TcpSettings {
-        address: ctx.address_policy("tcp", &t.preferred_ip_protocol, t.ip_protocol_fallback)?,
-        source_ip_address,
-        tls: t.tls,
-        tls_client: build_tls(ctx, "tcp", t.tls_config.as_ref())?,
-        query_response,
-    })
+    Ok(query_response)
 }
 
 /// The block as shown: the address defaults filled in.

@@ -54,7 +54,7 @@ impl Prober for TcpSettings {
 const MAX_LINE: usize = 64 * 1024;
 
 /// The TLS handshake of the module (after connecting, or on STARTTLS).
-fn tls_request<'a>(s: &'a TcpSettings, server_name: &'a str, confirm: bool) -> TlsRequest<'a> {
+pub fn tls_request<'a>(s: &'a TcpSettings, server_name: &'a str, confirm: bool) -> TlsRequest<'a> {
     TlsRequest {
         client: &s.tls_client,
         server_name,
@@ -88,9 +88,20 @@ pub async fn probe(
         address: Some(ip),
     };
     let conn = connect::open(cx, None, &connector, endpoint, TlsReport::Now).await?;
-    let mut reader = BufReader::new(conn.stream);
+    dialog(cx, conn.stream, s, &server_name).await
+}
+
+/// The `query_response` steps over an open connection (tcp, and unix
+/// sockets through the same settings).
+pub async fn dialog(
+    cx: &ProbeContext<'_>,
+    stream: Box<dyn Stream>,
+    s: &TcpSettings,
+    server_name: &str,
+) -> Result<(), ProbeFailure> {
+    let mut reader = BufReader::new(stream);
     for (i, step) in s.query_response.iter().enumerate() {
-        reader = run_step(cx, reader, step, i, s, &server_name).await?;
+        reader = run_step(cx, reader, step, i, s, server_name).await?;
     }
     Ok(())
 }

@@ -16,15 +16,7 @@ use crate::net::policy::TargetPolicy;
 use crate::prober::ProbeLimits;
 use crate::prober::log::{LogFormat, ProbeLog};
 use crate::prober::metrics::ProbeMetrics;
-use crate::prober::registry::test_support::{load, tcp, yaml_quote as quote};
-
-fn config(cases: u32) -> ProptestConfig {
-    ProptestConfig {
-        cases,
-        failure_persistence: None,
-        ..ProptestConfig::default()
-    }
-}
+use crate::prober::registry::test_support::{self, Piece, load, render, tcp, yaml_quote as quote};
 
 /// What the peer saw and what the probe recorded.
 struct Dialog {
@@ -84,38 +76,9 @@ fn run_dialog(s: &TcpSettings, incoming: &[u8]) -> Dialog {
 
 // --- expansion ---------------------------------------------------------------
 
-/// One piece of a `send` (or label) template.
-#[derive(Debug, Clone)]
-enum Piece {
-    /// Text without `$`.
-    Text(String),
-    /// `${n}`.
-    Group(usize),
-    /// `${name}`.
-    Named(&'static str),
-    /// `$$`, a literal dollar.
-    Dollar,
-}
-
+/// Template pieces for the CAPTURING regex below.
 fn piece() -> impl Strategy<Value = Piece> {
-    prop_oneof![
-        "[^$\\n\\r]{1,6}".prop_map(Piece::Text),
-        (0usize..6).prop_map(Piece::Group),
-        prop::sample::select(&["word", "tail", "nope"][..]).prop_map(Piece::Named),
-        Just(Piece::Dollar),
-    ]
-}
-
-fn render(pieces: &[Piece]) -> String {
-    pieces
-        .iter()
-        .map(|p| match p {
-            Piece::Text(t) => t.clone(),
-            Piece::Group(n) => format!("${{{n}}}"),
-            Piece::Named(name) => format!("${{{name}}}"),
-            Piece::Dollar => "$$".into(),
-        })
-        .collect()
+    test_support::piece("[^$\\n\\r]{1,6}", 6, &["word", "tail", "nope"])
 }
 
 /// The regex of the expansion properties, with what each group captures
@@ -332,7 +295,7 @@ fn step_error(step: &GenStep) -> Option<&'static str> {
 }
 
 proptest! {
-    #![proptest_config(config(128))]
+    #![proptest_config(crate::net::proptest_config(128))]
 
     #[test]
     fn send_expands_exactly_the_captured_text(

@@ -647,11 +647,7 @@ mod proptests {
     }
 
     proptest! {
-        #![proptest_config(ProptestConfig {
-            cases: 128,
-            failure_persistence: None,
-            ..ProptestConfig::default()
-        })]
+        #![proptest_config(crate::net::proptest_config(128))]
 
         #[test]
         fn generated_dialogs_build_or_name_the_first_bad_step(

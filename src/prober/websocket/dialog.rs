@@ -218,38 +218,15 @@ mod proptests {
     use proptest::prelude::*;
 
     use super::*;
+    use crate::prober::registry::test_support::{self, Piece, render};
 
     /// Captures `word=digits`: 1 (`word`) the letters, 2 (`num`) the
     /// digits, 3 never takes part.
     const CAPTURING: &str = r"^(?P<word>[a-z]*)=(?P<num>[0-9]*)(\x00)?$";
 
-    #[derive(Debug, Clone)]
-    enum Piece {
-        Text(String),
-        Group(usize),
-        Named(&'static str),
-        Dollar,
-    }
-
+    /// Template pieces for the CAPTURING regex above.
     fn piece() -> impl Strategy<Value = Piece> {
-        prop_oneof![
-            "[^$]{1,6}".prop_map(Piece::Text),
-            (0usize..5).prop_map(Piece::Group),
-            prop::sample::select(&["word", "num", "nope"][..]).prop_map(Piece::Named),
-            Just(Piece::Dollar),
-        ]
-    }
-
-    fn render(pieces: &[Piece]) -> String {
-        pieces
-            .iter()
-            .map(|p| match p {
-                Piece::Text(t) => t.clone(),
-                Piece::Group(n) => format!("${{{n}}}"),
-                Piece::Named(name) => format!("${{{name}}}"),
-                Piece::Dollar => "$$".into(),
-            })
-            .collect()
+        test_support::piece("[^$]{1,6}", 5, &["word", "num", "nope"])
     }
 
     /// The expansion restated from what the message was made of.
@@ -269,11 +246,7 @@ mod proptests {
     }
 
     proptest! {
-        #![proptest_config(ProptestConfig {
-            cases: 256,
-            failure_persistence: None,
-            ..ProptestConfig::default()
-        })]
+        #![proptest_config(crate::net::proptest_config(256))]
 
         #[test]
         fn expansion_inserts_exactly_the_captured_text(
