@@ -417,6 +417,62 @@ async fn udp_ignores_other_ids_and_other_addresses() {
 }
 
 #[tokio::test]
+async fn tcp_skips_messages_with_another_id() {
+    let server = DnsServer::start(|q| {
+        let other = answer(
+            q,
+            ResponseCode::ServFail,
+            vec![a("www.example.org.", "198.51.100.1")],
+            vec![],
+            vec![],
+        );
+        let ours = answer(
+            q,
+            ResponseCode::NoError,
+            vec![
+                a("www.example.org.", "192.0.2.1"),
+                a("www.example.org.", "192.0.2.2"),
+            ],
+            vec![],
+            vec![],
+        );
+        Reply::Sequence(vec![
+            Out::Bytes(with_id(&other, q.metadata.id ^ 0xffff)),
+            Out::Bytes(ours.to_vec().expect("encode")),
+        ])
+    })
+    .await;
+    let o = probe(
+        "query_name: www.example.org\ntransport_protocol: tcp",
+        &server.tcp.to_string(),
+    )
+    .await;
+    o.assert_success();
+    assert_value(&o, "probe_dns_answer_rrs", &[], 2.0);
+}
+
+#[tokio::test]
+async fn a_flood_of_stray_datagrams_ends_at_the_deadline() {
+    let server = DnsServer::start(|q| {
+        let stray = with_id(
+            &answer(q, ResponseCode::NoError, vec![], vec![], vec![]),
+            q.metadata.id.wrapping_add(7),
+        );
+        Reply::Sequence((0..5000).map(|_| Out::Bytes(stray.clone())).collect())
+    })
+    .await;
+    let o = probe_for(
+        "query_name: www.example.org",
+        &server.udp.to_string(),
+        Duration::from_millis(500),
+    )
+    .await;
+    o.assert_reason("timeout");
+    assert!(o.elapsed < Duration::from_millis(1000), "{:?}", o.elapsed);
+    assert_value(&o, "probe_dns_query_succeeded", &[], 0.0);
+}
+
+#[tokio::test]
 async fn a_malformed_answer_is_a_network_error() {
     let server = DnsServer::start(|q| {
         // Our id and QR set, then a truncated header.
