@@ -1,5 +1,6 @@
 //! The one connection path of every prober: resolve, dial, tunnel through
-//! an HTTP proxy, TLS — each step timed, what TLS showed recorded.
+//! an HTTP proxy, TLS — each step timed, what TLS showed recorded — and
+//! the one path to a connected UDP socket (dns over UDP).
 //!
 //! A prober describes where to go ([`Endpoint`]) and how ([`Connector`]:
 //! address policy, source address, proxy, TLS settings and ALPN) and gets a
@@ -13,8 +14,11 @@
 //! no prober, redirect hop or reconnect can reach a forbidden address.
 
 use std::fmt;
+use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
+
+use tokio::net::UdpSocket;
 
 use super::address::{AddressPolicy, resolve};
 use super::fair::Fair;
@@ -147,10 +151,7 @@ impl Connector<'_> {
         endpoint: Endpoint<'_>,
         observer: &dyn Observer,
     ) -> Result<Connection, NetError> {
-        self.targets.check_name(endpoint.host)?;
-        if let Some(ip) = endpoint.address {
-            self.targets.check_address(endpoint.host, ip)?;
-        }
+        self.check_endpoint(endpoint)?;
         let (peer, connecting) = match &self.proxy {
             // Looking up the proxy is part of reaching it.
             Some(hop) => {
@@ -158,21 +159,7 @@ impl Connector<'_> {
                 let ip = resolve(&hop.url.host(), self.address).await?;
                 (SocketAddr::new(ip, hop.url.port()), connecting)
             }
-            None => {
-                let ip = match endpoint.address {
-                    Some(ip) => ip,
-                    None => {
-                        let _lookup = PhaseTimer::start(observer, Phase::Resolve);
-                        let ip = resolve(endpoint.host, self.address).await?;
-                        // Every hop's address, not only the first one's:
-                        // a redirect cannot lead around the policy.
-                        self.targets.check_address(endpoint.host, ip)?;
-                        ip
-                    }
-                };
-                let peer = SocketAddr::new(ip, endpoint.port);
-                (peer, PhaseTimer::start(observer, Phase::Connect))
-            }
+            None => self.direct_peer(endpoint, observer).await?,
         };
         observer.note("Dialing TCP", &[("address", &peer)]);
         let tcp = dial::connect(peer, self.source).await?;
@@ -256,6 +243,66 @@ fn unix_error(path: &str, e: std::io::Error) -> std::io::Error {
         kind => (kind, ""),
     };
     std::io::Error::new(kind, format!("connect to unix socket {path}: {e}{hint}"))
+}
+
+impl Connector<'_> {
+    /// Open a UDP socket connected to `endpoint` (the dns prober's
+    /// datagrams), under the same target policy as every stream: the name
+    /// is checked before it is resolved, the address before the socket is
+    /// connected to it. A datagram goes neither through a proxy nor TLS;
+    /// a connector asking for either is refused rather than half-honoured.
+    pub async fn connect_datagram(
+        &self,
+        endpoint: Endpoint<'_>,
+        observer: &dyn Observer,
+    ) -> Result<UdpSocket, NetError> {
+        if self.proxy.is_some() || self.tls.is_some() {
+            return Err(NetError::Io(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "a datagram socket goes through neither a proxy nor TLS",
+            )));
+        }
+        self.check_endpoint(endpoint)?;
+        let (peer, connecting) = self.direct_peer(endpoint, observer).await?;
+        observer.note("Dialing UDP", &[("address", &peer)]);
+        let socket = dial::connect_udp(peer, self.source).await?;
+        drop(connecting);
+        observer.note("Successfully dialed", &[("address", &peer)]);
+        Ok(socket)
+    }
+
+    /// The target policy on what the prober named: the name, and the
+    /// address it resolved itself.
+    fn check_endpoint(&self, endpoint: Endpoint<'_>) -> Result<(), NetError> {
+        self.targets.check_name(endpoint.host)?;
+        if let Some(ip) = endpoint.address {
+            self.targets.check_address(endpoint.host, ip)?;
+        }
+        Ok(())
+    }
+
+    /// The address to dial when no proxy is on the way (resolved here,
+    /// timed as [`Phase::Resolve`], unless the prober resolved it), and the
+    /// connect phase's timer, started.
+    async fn direct_peer<'o>(
+        &self,
+        endpoint: Endpoint<'_>,
+        observer: &'o dyn Observer,
+    ) -> Result<(SocketAddr, PhaseTimer<'o>), NetError> {
+        let ip = match endpoint.address {
+            Some(ip) => ip,
+            None => {
+                let _lookup = PhaseTimer::start(observer, Phase::Resolve);
+                let ip = resolve(endpoint.host, self.address).await?;
+                // Every hop's address, not only the first one's:
+                // a redirect cannot lead around the policy.
+                self.targets.check_address(endpoint.host, ip)?;
+                ip
+            }
+        };
+        let peer = SocketAddr::new(ip, endpoint.port);
+        Ok((peer, PhaseTimer::start(observer, Phase::Connect)))
+    }
 }
 
 /// TLS over a connection that is already open (STARTTLS).

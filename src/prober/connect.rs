@@ -6,6 +6,8 @@
 use std::fmt;
 use std::time::Duration;
 
+use tokio::net::UdpSocket;
+
 use super::metrics::GaugeSpec;
 use super::reason::ProbeFailure;
 use super::{ProbeContext, tls_metrics};
@@ -18,11 +20,25 @@ pub struct Watch<'a, 'c> {
     cx: &'a ProbeContext<'c>,
     /// The prober's `…_duration_seconds{phase}` gauge, if it has one.
     phases: Option<&'static GaugeSpec>,
+    /// The `phase` label a connector phase is added to.
+    label: fn(Phase) -> &'static str,
 }
 
 impl<'a, 'c> Watch<'a, 'c> {
     pub fn new(cx: &'a ProbeContext<'c>, phases: Option<&'static GaugeSpec>) -> Self {
-        Self { cx, phases }
+        Self {
+            cx,
+            phases,
+            label: Phase::as_str,
+        }
+    }
+
+    /// Report the connector's phases under the prober's own labels (dns
+    /// counts the TLS handshake of DoT in `connect`, as blackbox does:
+    /// its `connect` is everything before the request).
+    pub fn labelled(mut self, label: fn(Phase) -> &'static str) -> Self {
+        self.label = label;
+        self
     }
 }
 
@@ -31,7 +47,7 @@ impl Observer for Watch<'_, '_> {
         if let Some(spec) = self.phases {
             self.cx
                 .metrics
-                .add_labelled(spec, &[phase.as_str()], elapsed.as_secs_f64());
+                .add_labelled(spec, &[(self.label)(phase)], elapsed.as_secs_f64());
         }
     }
 
@@ -53,7 +69,7 @@ fn failed(cx: &ProbeContext<'_>, e: NetError) -> ProbeFailure {
 /// Who reports the TLS family of a successful handshake.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TlsReport {
-    /// Record it now (tcp, tls, websocket).
+    /// Record it now (tcp, tls, websocket, dns over TLS).
     Now,
     /// The caller decides (the http prober reports only the final
     /// response's, after redirects).
@@ -69,8 +85,19 @@ pub async fn open(
     endpoint: Endpoint<'_>,
     report: TlsReport,
 ) -> Result<Connection, ProbeFailure> {
+    open_watched(cx, &Watch::new(cx, phases), connector, endpoint, report).await
+}
+
+/// [`open`] with the prober's own [`Watch`] (relabelled phases).
+pub async fn open_watched(
+    cx: &ProbeContext<'_>,
+    watch: &Watch<'_, '_>,
+    connector: &Connector<'_>,
+    endpoint: Endpoint<'_>,
+    report: TlsReport,
+) -> Result<Connection, ProbeFailure> {
     let conn = connector
-        .connect(endpoint, &Watch::new(cx, phases))
+        .connect(endpoint, watch)
         .await
         .map_err(|e| failed(cx, e))?;
     Ok(opened(cx, conn, report))
@@ -95,6 +122,20 @@ fn opened(cx: &ProbeContext<'_>, conn: Connection, report: TlsReport) -> Connect
         tls_metrics::record(cx, info);
     }
     conn
+}
+
+/// A UDP socket connected to the endpoint through the connector (the
+/// target policy holds as for streams).
+pub async fn open_datagram(
+    cx: &ProbeContext<'_>,
+    watch: &Watch<'_, '_>,
+    connector: &Connector<'_>,
+    endpoint: Endpoint<'_>,
+) -> Result<UdpSocket, ProbeFailure> {
+    connector
+        .connect_datagram(endpoint, watch)
+        .await
+        .map_err(|e| failed(cx, e))
 }
 
 /// TLS over an open connection (STARTTLS), its TLS family recorded.

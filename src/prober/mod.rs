@@ -7,7 +7,7 @@
 //! here and nowhere else), and the handler metrics (`probe_success`,
 //! `probe_duration_seconds`, `probe_timeout_seconds`, `probe_failure_info`).
 //!
-//! Each prober is a folder (`http/`, `tcp/`, `tls/`, `websocket/`) with its
+//! Each prober is a folder (`http/`, `tcp/`, `tls/`, `websocket/`, `dns/`) with its
 //! config block and validation (`config.rs`) beside its probe, registered
 //! with one line in [`registry`]. What several probers share: [`connect`]
 //! (their side of the one connector in `net`), [`client`] (the HTTP client
@@ -18,6 +18,7 @@
 pub mod address;
 pub mod client;
 pub mod connect;
+pub mod dns;
 pub mod http;
 pub mod log;
 pub mod metrics;

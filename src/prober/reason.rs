@@ -49,6 +49,10 @@ pub enum FailureReason {
     ClosedEarly,
     ExpectFailed,
     TargetForbidden,
+    /// The DNS answer's rcode is not in `valid_rcodes`.
+    DnsRcode,
+    /// A DNS answer failed one of the `validate_*_rrs` checks.
+    DnsAnswer,
     /// The target or the module settings could not be used for a request
     /// (malformed URL, unreadable body_file, bad header value).
     InvalidTarget,
@@ -83,6 +87,8 @@ impl FailureReason {
         Self::ClosedEarly,
         Self::ExpectFailed,
         Self::TargetForbidden,
+        Self::DnsRcode,
+        Self::DnsAnswer,
         Self::InvalidTarget,
     ];
 
@@ -114,6 +120,8 @@ impl FailureReason {
             Self::ClosedEarly => "closed_early",
             Self::ExpectFailed => "expect_failed",
             Self::TargetForbidden => "target_forbidden",
+            Self::DnsRcode => "dns_rcode",
+            Self::DnsAnswer => "dns_answer",
             Self::InvalidTarget => "invalid_target",
         }
     }

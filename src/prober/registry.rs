@@ -16,7 +16,7 @@ use serde::de::DeserializeOwned;
 
 use super::metrics::GaugeSpec;
 use super::reason::{FailureReason, ProbeFailure};
-use super::{ProbeContext, http, tcp, tls, unix, websocket};
+use super::{ProbeContext, dns, http, tcp, tls, unix, websocket};
 use crate::config::file::{Scalar, Unsupported};
 use crate::config::policy::TargetPolicyFile;
 use crate::config::{self, ConfigError, Ctx, ModuleDoc};
@@ -182,7 +182,8 @@ probers! {
     tls => Tls(tls::TlsProbeSettings),
     websocket => WebSocket(websocket::WebSocketSettings),
     unix => Unix(unix::UnixSettings),
-    ; not implemented: icmp, dns, grpc,
+    dns => Dns(dns::DnsSettings),
+    ; not implemented: icmp, grpc,
 }
 
 /// The loaded configuration.
@@ -443,10 +444,10 @@ mod tests {
         // blackbox's other probers load (their blocks unchecked) and are
         // refused when probed.
         let c = load(
-            "modules:\n  d:\n    prober: dns\n    dns:\n      query_name: example.com\n  i:\n    prober: icmp\n    timeout: 5s\n    icmp:\n      ttl: 5\n",
+            "modules:\n  g:\n    prober: grpc\n    grpc:\n      service: x\n  i:\n    prober: icmp\n    timeout: 5s\n    icmp:\n      ttl: 5\n",
         )
         .expect("loads");
-        assert!(matches!(&module(&c, "d").prober, ProberSettings::Unimplemented(p) if p == "dns"));
+        assert!(matches!(&module(&c, "g").prober, ProberSettings::Unimplemented(p) if p == "grpc"));
         assert_eq!(module(&c, "i").prober.name(), "icmp");
         assert!(!module(&c, "i").masked_yaml.contains("ttl"));
     }

@@ -126,7 +126,7 @@ pub async fn handle(
         return Reply::text(
             400,
             format!(
-                "Prober {prober:?} of module {module_name:?} is not supported by handshake_exporter (supported: http, tcp, tls, unix, websocket)\n"
+                "Prober {prober:?} of module {module_name:?} is not supported by handshake_exporter (supported: http, tcp, tls, unix, websocket, dns)\n"
             ),
         );
     }

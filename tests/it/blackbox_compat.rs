@@ -21,6 +21,7 @@ use crate::common::exporter::{Exporter, HttpResponse};
 use crate::common::exposition::{Exposition, Labels, Sample, format_value, same_value, series};
 use crate::common::http_server::{Body, TestServer, Tls, redirect, text};
 use crate::common::pki::Pki;
+use crate::dns_prober::{KNOT_MODULES, KNOT_SERIAL, Knot};
 
 /// Values that do not depend on timing: they must be equal.
 const EQUAL_VALUES: &[&str] = &[
@@ -39,6 +40,11 @@ const EQUAL_VALUES: &[&str] = &[
     "probe_ip_addr_hash",
     "probe_ssl_last_chain_info",
     "probe_tls_version_info",
+    "probe_dns_answer_rrs",
+    "probe_dns_authority_rrs",
+    "probe_dns_additional_rrs",
+    "probe_dns_query_succeeded",
+    "probe_dns_serial",
 ];
 
 /// Info metrics: ours must have exactly blackbox's label sets (names and
@@ -334,10 +340,60 @@ async fn blackbox_compat() {
         .expect("probe_http_status_code", 0.0),
     ];
 
+    run_cases(&theirs, &ours, &cases).await;
+}
+
+/// The dns prober beside blackbox's: both probe Debian's Knot DNS
+/// (`dns_prober::Knot`, a zone with a known SOA serial) with the same
+/// modules; rcode-related results, the section counts and the serial must
+/// be equal, and every series blackbox emits must be ours too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn blackbox_compat_dns() {
+    let blackbox_bin = blackbox::binary();
+    eprintln!(
+        "reference: {} ({})",
+        blackbox::version(),
+        blackbox_bin.display()
+    );
+    let knot = Knot::start().await;
+    let (theirs, ours) = tokio::join!(blackbox::start(KNOT_MODULES), Exporter::start(KNOT_MODULES));
+    let target = knot.addr.to_string();
+    let refused = common::closed_addr().to_string();
+    let serial = f64::from(KNOT_SERIAL);
+    let cases = vec![
+        Case::new("SOA over UDP", "dns_soa", target.clone())
+            .expect("probe_success", 1.0)
+            .expect("probe_dns_serial", serial)
+            .expect("probe_dns_answer_rrs", 1.0)
+            .expect("probe_dns_query_succeeded", 1.0)
+            .expect("probe_ip_addr_hash", LOCALHOST_HASH),
+        Case::new("A over TCP, answer regex", "dns_www_tcp", target.clone())
+            .expect("probe_success", 1.0)
+            .expect("probe_dns_answer_rrs", 2.0),
+        Case::new("MX, additional regex", "dns_mx_glue", target.clone())
+            .expect("probe_success", 1.0)
+            .expect("probe_dns_additional_rrs", 1.0),
+        Case::new("MX, failing answer regex", "dns_mx_wrong", target.clone())
+            .expect("probe_success", 0.0)
+            .expect("probe_dns_answer_rrs", 1.0),
+        Case::new("NXDOMAIN", "dns_nxdomain", target.clone())
+            .expect("probe_success", 0.0)
+            .expect("probe_dns_serial", 0.0)
+            .expect("probe_dns_authority_rrs", 1.0),
+        Case::new("refused (TCP)", "dns_www_tcp", refused)
+            .expect("probe_success", 0.0)
+            .expect("probe_dns_query_succeeded", 0.0),
+    ];
+    run_cases(&theirs, &ours, &cases).await;
+}
+
+/// Probes every case with both exporters at once; panics with a report
+/// of every case where ours differs.
+async fn run_cases(theirs: &Exporter, ours: &Exporter, cases: &[Case]) {
     let mut report = String::new();
     let mut notes = BTreeSet::new();
     let mut failed = 0;
-    for case in &cases {
+    for case in cases {
         let params = [("target", case.target.as_str()), ("module", case.module)];
         let (their_resp, our_resp) = tokio::join!(
             theirs.probe_with(&params, &[]),

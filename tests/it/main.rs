@@ -23,6 +23,7 @@ mod common;
 
 mod blackbox_compat;
 mod deploy_files;
+mod dns_prober;
 mod e2e_nginx_tls;
 mod e2e_nginx_websocket;
 mod e2e_prometheus;

@@ -8,6 +8,7 @@
 #![allow(dead_code)]
 
 pub mod blackbox;
+pub mod dns_server;
 pub mod exporter;
 pub mod exposition;
 pub mod http_server;
