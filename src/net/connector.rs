@@ -179,7 +179,15 @@ impl Connector<'_> {
         }
         drop(connecting);
         observer.note("Successfully dialed", &[("address", &peer)]);
+        self.secure(stream, observer).await
+    }
 
+    /// TLS over the open stream when the connector asks for it.
+    async fn secure(
+        &self,
+        stream: Box<dyn Stream>,
+        observer: &dyn Observer,
+    ) -> Result<Connection, NetError> {
         let Some(tls) = &self.tls else {
             return Ok(Connection { stream, tls: None });
         };
@@ -212,19 +220,7 @@ impl Connector<'_> {
             .map_err(|e| NetError::Io(unix_error(path, e)))?;
         drop(connecting);
         observer.note("Successfully dialed", &[("path", &path)]);
-        let stream: Box<dyn Stream> = Box::new(Fair::new(unix));
-        let Some(tls) = &self.tls else {
-            return Ok(Connection { stream, tls: None });
-        };
-        let handshake = PhaseTimer::start(observer, Phase::Tls);
-        let (stream, info) =
-            handshake_with(tls.client, stream, tls.server_name, tls.alpn, tls.confirm).await?;
-        drop(handshake);
-        note_session(observer, &info);
-        Ok(Connection {
-            stream: Box::new(stream),
-            tls: Some(info),
-        })
+        self.secure(Box::new(Fair::new(unix)), observer).await
     }
 }
 
