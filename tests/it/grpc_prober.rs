@@ -103,6 +103,10 @@ async fn serving_exports_blackbox_s_metrics() {
     assert_eq!(call.service.as_deref(), Some(""));
     assert_eq!(call.headers["content-type"], "application/grpc");
     assert_eq!(call.headers["te"], "trailers");
+    // The deadline goes along, in milliseconds, a little under the 5 s.
+    let timeout = call.headers["grpc-timeout"].to_str().unwrap();
+    let ms: u64 = timeout.strip_suffix('m').unwrap().parse().unwrap();
+    assert!((1000..=5000).contains(&ms), "{timeout}");
 }
 
 #[tokio::test]

@@ -274,6 +274,12 @@ async fn call(
         HeaderValue::from_static("application/grpc"),
     );
     headers.insert(header::TE, HeaderValue::from_static("trailers"));
+    // The probe's deadline, as a gRPC client with one sends it: the server
+    // (and any proxy) can drop the call when the probe has given up.
+    let left = cx
+        .deadline
+        .saturating_duration_since(tokio::time::Instant::now());
+    headers.insert("grpc-timeout", grpc_timeout(left));
     headers.insert(header::USER_AGENT, user_agent());
     mark(headers);
 
@@ -372,6 +378,18 @@ async fn answer(
     Ok(message.status)
 }
 
+/// A `grpc-timeout` value: at most 8 digits, in milliseconds (in seconds
+/// past 27 hours, far beyond any scrape).
+fn grpc_timeout(left: std::time::Duration) -> HeaderValue {
+    let ms = left.as_millis();
+    let text = if ms <= 99_999_999 {
+        format!("{ms}m")
+    } else {
+        format!("{}S", left.as_secs().min(99_999_999))
+    };
+    HeaderValue::from_str(&text).unwrap_or_else(|_| HeaderValue::from_static("0m"))
+}
+
 /// Refuse a body that is already more than one allowed message, before
 /// buffering any more of it.
 fn bounded(data: &[u8]) -> Result<(), wire::FrameError> {
@@ -438,6 +456,15 @@ mod tests {
         assert_eq!(code_for_http(http::StatusCode::IM_A_TEAPOT), code::UNKNOWN);
         assert_eq!(code_name(5), "NOT_FOUND");
         assert_eq!(code_name(99), "99");
+    }
+
+    #[test]
+    fn timeouts_fit_eight_digits() {
+        use std::time::Duration;
+        assert_eq!(grpc_timeout(Duration::from_millis(4500)), "4500m");
+        assert_eq!(grpc_timeout(Duration::ZERO), "0m");
+        assert_eq!(grpc_timeout(Duration::from_secs(100_000)), "100000S");
+        assert_eq!(grpc_timeout(Duration::MAX), "99999999S");
     }
 
     #[test]
