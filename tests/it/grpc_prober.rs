@@ -259,7 +259,7 @@ async fn tls_exports_the_tls_family() {
 }
 
 #[tokio::test]
-async fn tls_against_plaintext_and_plaintext_against_tls_fail() {
+async fn tls_mismatches_fail_as_unavailable() {
     let pki = Pki::new();
     let leaf = pki.localhost_leaf();
     let tls = GrpcServer::start_tls(
@@ -269,6 +269,22 @@ async fn tls_against_plaintext_and_plaintext_against_tls_fail() {
     .await;
     let o = probe("", &tls.target()).await;
     assert!(!o.success, "{}", o.log);
+    assert_value(&o, "probe_grpc_status_code", &[], 14.0);
+    // A TLS server that speaks only HTTP/1.1: no common ALPN protocol.
+    let http1 = GrpcServer::start_tls(
+        ServerTls::new(&leaf).alpn(&["http/1.1"]).build(),
+        health(STATUSES),
+    )
+    .await;
+    let o = probe(
+        &format!(
+            "tls: true\ntls_config:\n  ca_file: {}\n  server_name: localhost",
+            pki.ca_file().display()
+        ),
+        &http1.target(),
+    )
+    .await;
+    o.assert_reason("tls_handshake_failed");
     assert_value(&o, "probe_grpc_status_code", &[], 14.0);
     let plain = GrpcServer::start(health(STATUSES)).await;
     let o = probe(

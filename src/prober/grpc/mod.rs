@@ -176,7 +176,7 @@ pub async fn probe(
         .set_labelled(&HEALTHCHECK_RESPONSE, &[name.as_str()], 1.0);
     cx.log
         .info("Got health check response", &[("serving_status", &name)]);
-    if status == 1 {
+    if status == wire::SERVING {
         Ok(())
     } else {
         Err(ProbeFailure::new(

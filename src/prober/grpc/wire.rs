@@ -36,6 +36,9 @@ pub struct HealthCheckResponse {
 /// (the `serving_status` label values of blackbox).
 pub const SERVING_STATUSES: [&str; 4] = ["UNKNOWN", "SERVING", "NOT_SERVING", "SERVICE_UNKNOWN"];
 
+/// ServingStatus SERVING, the one healthy answer.
+pub const SERVING: i32 = 1;
+
 /// The name of a ServingStatus number; an unknown number prints as the
 /// number, as Go's generated enums do.
 pub fn serving_status_name(status: i32) -> String {
