@@ -55,6 +55,9 @@ pub enum Alpn {
     Http1,
     /// `h2`, `http/1.1`.
     H2AndHttp1,
+    /// `h2` only (gRPC: it runs on HTTP/2 alone, and offering http/1.1
+    /// would let a server pick a protocol the probe cannot speak).
+    H2,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -368,11 +371,12 @@ pub struct TlsClient {
     no_alpn: Arc<rustls::ClientConfig>,
     http1: Arc<rustls::ClientConfig>,
     h2: Arc<rustls::ClientConfig>,
+    h2_only: Arc<rustls::ClientConfig>,
 }
 
 impl TlsClient {
     /// Build at config load: parse the CA bundle and client certificate,
-    /// build the verifier and the three ALPN variants.
+    /// build the verifier and the four ALPN variants.
     pub fn build(settings: &TlsSettings) -> Result<Self, TlsBuildError> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let trust = match &settings.ca_pem {
@@ -444,6 +448,7 @@ impl TlsClient {
             no_alpn: build(Vec::new())?,
             http1: build(vec![b"http/1.1".to_vec()])?,
             h2: build(vec![b"h2".to_vec(), b"http/1.1".to_vec()])?,
+            h2_only: build(vec![b"h2".to_vec()])?,
         })
     }
 
@@ -463,6 +468,7 @@ impl TlsClient {
             Alpn::None => self.no_alpn.clone(),
             Alpn::Http1 => self.http1.clone(),
             Alpn::H2AndHttp1 => self.h2.clone(),
+            Alpn::H2 => self.h2_only.clone(),
         }
     }
 

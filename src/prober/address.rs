@@ -102,6 +102,23 @@ pub fn split_host_port(target: &str) -> Result<(String, u16), ProbeFailure> {
     Ok((host.to_string(), port))
 }
 
+/// `host:port`, or a bare host (name, IPv4, IPv6 with or without
+/// brackets) on the default port, as blackbox reads a dns or grpc target.
+pub fn split_target(target: &str, default_port: u16) -> Result<(String, u16), ProbeFailure> {
+    if let Ok(split) = split_host_port(target) {
+        return Ok(split);
+    }
+    let host = resolve::unbracket(target);
+    let bare = !host.is_empty()
+        && !host.contains(['[', ']'])
+        && (!host.contains(':') || host.parse::<std::net::Ipv6Addr>().is_ok());
+    if bare {
+        return Ok((host.to_string(), default_port));
+    }
+    // Not a bare host: the host:port error says what is wrong.
+    split_host_port(target)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

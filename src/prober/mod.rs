@@ -19,6 +19,7 @@ pub mod address;
 pub mod client;
 pub mod connect;
 pub mod dns;
+pub mod grpc;
 pub mod http;
 pub mod log;
 pub mod metrics;

@@ -53,6 +53,11 @@ pub enum FailureReason {
     DnsRcode,
     /// A DNS answer failed one of the `validate_*_rrs` checks.
     DnsAnswer,
+    /// The gRPC health check answered with a status other than SERVING.
+    GrpcNotServing,
+    /// The gRPC health check call ended with an RPC error status
+    /// (`grpc-status` other than OK: UNIMPLEMENTED, NOT_FOUND ...).
+    GrpcStatus,
     /// The target or the module settings could not be used for a request
     /// (malformed URL, unreadable body_file, bad header value).
     InvalidTarget,
@@ -89,6 +94,8 @@ impl FailureReason {
         Self::TargetForbidden,
         Self::DnsRcode,
         Self::DnsAnswer,
+        Self::GrpcNotServing,
+        Self::GrpcStatus,
         Self::InvalidTarget,
     ];
 
@@ -122,6 +129,8 @@ impl FailureReason {
             Self::TargetForbidden => "target_forbidden",
             Self::DnsRcode => "dns_rcode",
             Self::DnsAnswer => "dns_answer",
+            Self::GrpcNotServing => "grpc_not_serving",
+            Self::GrpcStatus => "grpc_status",
             Self::InvalidTarget => "invalid_target",
         }
     }

@@ -28,6 +28,7 @@ mod e2e_nginx_tls;
 mod e2e_nginx_websocket;
 mod e2e_prometheus;
 mod flags;
+mod grpc_prober;
 mod hostile;
 mod http_prober;
 mod landing_chromium;

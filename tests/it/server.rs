@@ -994,8 +994,8 @@ fn config_check_exit_codes_and_errors() {
 }
 
 /// Debian's packaged blackbox.yml (installed with prometheus-blackbox-exporter)
-/// loads unchanged: its http and tcp modules probe, its grpc and icmp modules
-/// are refused with a 400 that says why.
+/// loads unchanged: its http, tcp and grpc modules load, its icmp module is
+/// refused with a 400 that says why.
 #[tokio::test]
 async fn debian_blackbox_yml_loads_unchanged() {
     let path = "/etc/prometheus/blackbox.yml";

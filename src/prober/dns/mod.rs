@@ -13,14 +13,13 @@ use hickory_proto::op::{Message, MessageType, Query};
 use hickory_proto::rr::{RData, RecordType};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use super::address::{self, split_host_port};
+use super::address::{self, split_target};
 use super::connect::{self, TlsReport, Watch};
 use super::metrics::{GaugeSpec, Presence};
 use super::reason::{FailureReason, ProbeFailure};
 use super::registry::Prober;
 use super::{ProbeContext, tls_metrics};
 use crate::config::{ConfigError, Ctx};
-use crate::net::address::unbracket;
 use crate::net::tls::Alpn;
 use crate::net::{Connector, Endpoint, Phase, Stream, TlsRequest};
 pub use config::{DnsProbeFile, DnsSettings, RrValidator, Transport};
@@ -88,23 +87,6 @@ fn phase_label(phase: Phase) -> &'static str {
         Phase::Resolve => "resolve",
         Phase::Connect | Phase::Tls => "connect",
     }
-}
-
-/// `host:port`, or a bare host (name, IPv4, IPv6 with or without
-/// brackets) on the default port, as blackbox reads a dns target.
-pub fn split_target(target: &str, default_port: u16) -> Result<(String, u16), ProbeFailure> {
-    if let Ok(split) = split_host_port(target) {
-        return Ok(split);
-    }
-    let host = unbracket(target);
-    let bare = !host.is_empty()
-        && !host.contains(['[', ']'])
-        && (!host.contains(':') || host.parse::<std::net::Ipv6Addr>().is_ok());
-    if bare {
-        return Ok((host.to_string(), default_port));
-    }
-    // Not a bare host: the host:port error says what is wrong.
-    split_host_port(target)
 }
 
 pub async fn probe(

@@ -11,6 +11,7 @@ pub mod blackbox;
 pub mod dns_server;
 pub mod exporter;
 pub mod exposition;
+pub mod grpc_server;
 pub mod http_server;
 pub mod json;
 pub mod nginx;
