@@ -20,6 +20,7 @@ pub mod client;
 pub mod connect;
 pub mod dns;
 pub mod http;
+pub mod icmp;
 pub mod log;
 pub mod metrics;
 pub mod phase;

@@ -53,6 +53,8 @@ pub enum FailureReason {
     DnsRcode,
     /// A DNS answer failed one of the `validate_*_rrs` checks.
     DnsAnswer,
+    /// No ICMP echo reply came before the deadline.
+    IcmpNoReply,
     /// The target or the module settings could not be used for a request
     /// (malformed URL, unreadable body_file, bad header value).
     InvalidTarget,
@@ -89,6 +91,7 @@ impl FailureReason {
         Self::TargetForbidden,
         Self::DnsRcode,
         Self::DnsAnswer,
+        Self::IcmpNoReply,
         Self::InvalidTarget,
     ];
 
@@ -122,6 +125,7 @@ impl FailureReason {
             Self::TargetForbidden => "target_forbidden",
             Self::DnsRcode => "dns_rcode",
             Self::DnsAnswer => "dns_answer",
+            Self::IcmpNoReply => "icmp_no_reply",
             Self::InvalidTarget => "invalid_target",
         }
     }

@@ -30,6 +30,7 @@ mod e2e_prometheus;
 mod flags;
 mod hostile;
 mod http_prober;
+mod icmp_prober;
 mod landing_chromium;
 mod server;
 mod target_policy;

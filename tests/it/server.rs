@@ -984,18 +984,18 @@ fn config_check_exit_codes_and_errors() {
     assert!(stderr.contains("unknown prober \\\"icnp\\\""), "{stderr}");
 
     // blackbox's own probers that we do not implement load with a warning.
-    let icmp = write(
-        "icmp.yml",
-        "modules:\n  m:\n    prober: icmp\n    icmp:\n      ttl: 5\n",
+    let grpc = write(
+        "grpc.yml",
+        "modules:\n  m:\n    prober: grpc\n    grpc:\n      service: x\n",
     );
-    let (status, _, stderr) = check(&icmp);
+    let (status, _, stderr) = check(&grpc);
     assert_eq!(status.code(), Some(0), "{stderr}");
     assert!(stderr.contains("does not implement"), "{stderr}");
 }
 
 /// Debian's packaged blackbox.yml (installed with prometheus-blackbox-exporter)
-/// loads unchanged: its http and tcp modules probe, its grpc and icmp modules
-/// are refused with a 400 that says why.
+/// loads unchanged: its http, tcp and icmp modules probe, its grpc module
+/// is refused with a 400 that says why.
 #[tokio::test]
 async fn debian_blackbox_yml_loads_unchanged() {
     let path = "/etc/prometheus/blackbox.yml";
@@ -1006,15 +1006,19 @@ async fn debian_blackbox_yml_loads_unchanged() {
     let exporter = Exporter::start(&yaml).await;
     let m = exporter.probe_metrics(&server.url("/ok"), "http_2xx").await;
     assert_eq!(m.value("probe_success", &[]), Some(1.0));
+    for module in ["icmp", "icmp_ttl5"] {
+        let m = exporter.probe_metrics("127.0.0.1", module).await;
+        assert_eq!(m.value("probe_success", &[]), Some(1.0), "{module}");
+    }
     let r = exporter
         .get(&common::exporter::probe_path(&[
             ("target", "127.0.0.1"),
-            ("module", "icmp"),
+            ("module", "grpc"),
         ]))
         .await;
     assert_eq!(r.status, 400, "{}", r.body);
     assert!(
-        r.body.contains("\"icmp\"") && r.body.contains("not supported"),
+        r.body.contains("\"grpc\"") && r.body.contains("not supported"),
         "{}",
         r.body
     );
