@@ -244,3 +244,60 @@ async fn unresolvable_name_is_a_dns_error() {
     o.assert_reason("dns_error");
     assert_value(&o, "probe_ip_protocol", &[], 0.0);
 }
+
+/// The unprivileged datagram socket ("ping socket"), which the exporter
+/// tries first: this test runs [`datagram_socket_inner`] again in a network
+/// namespace of its own whose `net.ipv4.ping_group_range` admits every
+/// group (the sysctl is per namespace, so the host's is left alone).
+#[test]
+fn datagram_socket_when_ping_group_range_allows() {
+    let exe = std::env::current_exe().expect("test binary");
+    let script = "ip link set lo up && sysctl -q -w net.ipv4.ping_group_range='0 2147483647' \
+                  && ICMP_TEST_NETNS=1 exec \"$0\" --exact icmp_prober::datagram_socket_inner --ignored --nocapture";
+    let out = std::process::Command::new("unshare")
+        .args(["--net", "sh", "-c", script])
+        .arg(&exe)
+        .output()
+        .unwrap_or_else(|e| panic!("unshare (util-linux): {e}"));
+    let text = format!(
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success(),
+        "the datagram-socket probe in its own network namespace failed (needs root \
+         for unshare --net):\n{text}"
+    );
+    assert!(
+        text.contains("1 passed"),
+        "the inner test did not run:\n{text}"
+    );
+}
+
+/// Run by [`datagram_socket_when_ping_group_range_allows`] inside its
+/// namespace; ignored in the normal run because it needs that namespace.
+#[tokio::test]
+#[ignore = "run inside a network namespace by datagram_socket_when_ping_group_range_allows"]
+async fn datagram_socket_inner() {
+    if std::env::var_os("ICMP_TEST_NETNS").is_none() {
+        // Run with --include-ignored: the outer test covers it.
+        eprintln!("datagram_socket_inner: only meaningful inside the test's namespace");
+        return;
+    }
+    for (body, target, protocol) in [
+        ("preferred_ip_protocol: ip4", "127.0.0.1", 4.0),
+        (
+            "preferred_ip_protocol: ip4\ndont_fragment: true\nttl: 3\npayload_size: 3000",
+            "127.0.0.1",
+            4.0,
+        ),
+        ("", "::1", 6.0),
+    ] {
+        let o = probe(body, target).await;
+        o.assert_success();
+        assert!(o.log.contains("socket=datagram"), "{}", o.log);
+        assert_value(&o, "probe_ip_protocol", &[], protocol);
+        assert_value(&o, "probe_icmp_reply_hop_limit", &[], 64.0);
+    }
+}
