@@ -251,11 +251,26 @@ async fn unresolvable_name_is_a_dns_error() {
 /// group (the sysctl is per namespace, so the host's is left alone).
 #[test]
 fn datagram_socket_when_ping_group_range_allows() {
+    in_own_netns(
+        "0 2147483647",
+        "",
+        "datagram_socket_inner",
+        "ICMP_TEST_NETNS",
+    );
+}
+
+/// Run the ignored test `inner` of this binary in a network namespace of
+/// its own (loopback up, `ping_group_range` set to `range`), after
+/// `prefix` (e.g. a setpriv dropping privileges), with `env_flag` set;
+/// panics with its output unless it ran and passed. Needs root (CI).
+fn in_own_netns(range: &str, prefix: &str, inner: &str, env_flag: &str) {
     let exe = std::env::current_exe().expect("test binary");
-    let script = "ip link set lo up && sysctl -q -w net.ipv4.ping_group_range='0 2147483647' \
-                  && ICMP_TEST_NETNS=1 exec \"$0\" --exact icmp_prober::datagram_socket_inner --ignored --nocapture";
+    let script = format!(
+        "ip link set lo up && sysctl -q -w net.ipv4.ping_group_range='{range}' \
+         && {env_flag}=1 exec {prefix} \"$0\" --exact icmp_prober::{inner} --ignored --nocapture"
+    );
     let out = std::process::Command::new("unshare")
-        .args(["--net", "sh", "-c", script])
+        .args(["--net", "sh", "-c", &script])
         .arg(&exe)
         .output()
         .unwrap_or_else(|e| panic!("unshare (util-linux): {e}"));
@@ -266,13 +281,51 @@ fn datagram_socket_when_ping_group_range_allows() {
     );
     assert!(
         out.status.success(),
-        "the datagram-socket probe in its own network namespace failed (needs root \
-         for unshare --net):\n{text}"
+        "{inner} in its own network namespace failed (needs root for unshare --net):\n{text}"
     );
-    assert!(
-        text.contains("1 passed"),
-        "the inner test did not run:\n{text}"
+    assert!(text.contains("1 passed"), "{inner} did not run:\n{text}");
+}
+
+/// Without CAP_NET_RAW and outside ping_group_range, the probe fails
+/// with a message saying how to grant either (run as nobody, with no
+/// capabilities, in a namespace whose ping_group_range admits no group).
+#[test]
+fn without_permission_the_error_says_how_to_grant_it() {
+    in_own_netns(
+        "1 0",
+        "setpriv --reuid=65534 --regid=65534 --clear-groups --inh-caps=-all --bounding-set=-all",
+        "unprivileged_inner",
+        "ICMP_TEST_UNPRIVILEGED",
     );
+}
+
+#[tokio::test]
+#[ignore = "run without privileges by without_permission_the_error_says_how_to_grant_it"]
+async fn unprivileged_inner() {
+    if std::env::var_os("ICMP_TEST_UNPRIVILEGED").is_none() {
+        eprintln!("unprivileged_inner: only meaningful as its outer test runs it");
+        return;
+    }
+    let o = run_in(
+        Path::new("."),
+        &module_with("", "preferred_ip_protocol: ip4"),
+        "m",
+        "127.0.0.1",
+        None,
+        TIMEOUT,
+    )
+    .await;
+    o.assert_reason("network_error");
+    for hint in [
+        "CAP_NET_RAW",
+        "setcap cap_net_raw+ep",
+        "AmbientCapabilities=CAP_NET_RAW",
+        "net.ipv4.ping_group_range",
+    ] {
+        assert!(o.log.contains(hint), "{hint}:\n{}", o.log);
+    }
+    // The socket was never opened: no reply metric.
+    assert!(!o.metrics.has("probe_icmp_reply_hop_limit"), "{}", o.text);
 }
 
 /// Run by [`datagram_socket_when_ping_group_range_allows`] inside its
