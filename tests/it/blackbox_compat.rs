@@ -390,8 +390,7 @@ async fn blackbox_compat_dns() {
 
 /// The icmp prober beside blackbox's: both ping the loopback addresses with
 /// the same modules (as root blackbox falls back to a raw socket, as ours
-/// does when ping_group_range is closed), and a multicast address nobody
-/// answers with a short timeout.
+/// does when ping_group_range is closed).
 const ICMP_MODULES: &str = "modules:
   icmp4:
     prober: icmp
@@ -408,11 +407,6 @@ const ICMP_MODULES: &str = "modules:
       ttl: 5
   icmp6:
     prober: icmp
-  icmp_short:
-    prober: icmp
-    timeout: 1s
-    icmp:
-      preferred_ip_protocol: ip4
 ";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -440,7 +434,9 @@ async fn blackbox_compat_icmp() {
         Case::new("::1", "icmp6", "::1".into())
             .expect("probe_success", 1.0)
             .expect("probe_ip_protocol", 6.0),
-        Case::new("no reply", "icmp_short", "224.0.0.1".into()).expect("probe_success", 0.0),
+        // No "no reply" case: only loopback addresses are targets, and
+        // loopback always answers in the namespace blackbox runs in
+        // (icmp_prober.rs covers no reply in a namespace of its own).
     ];
     run_cases(&theirs, &ours, &cases).await;
 }

@@ -213,16 +213,31 @@ async fn invalid_targets_are_refused() {
     }
 }
 
-/// 224.0.0.1 (all hosts): Linux does not answer a multicast echo by
-/// default (`icmp_echo_ignore_broadcasts`), and any answer would come from
-/// a unicast address, which is not the target: the probe waits until its
-/// deadline and reports `icmp_no_reply`.
+/// No reply until the deadline: 127.0.0.1 in a network namespace of its
+/// own whose kernel ignores echo requests (`icmp_echo_ignore_all`, a
+/// per-namespace sysctl; the host's is left alone), so the target stays
+/// loopback and no route off the machine is needed.
+#[test]
+fn no_reply_until_the_deadline_is_icmp_no_reply() {
+    in_own_netns(
+        "net.ipv4.icmp_echo_ignore_all=1",
+        "",
+        "no_reply_inner",
+        "ICMP_TEST_NO_REPLY",
+    );
+}
+
 #[tokio::test]
-async fn no_reply_until_the_deadline_is_icmp_no_reply() {
+#[ignore = "run inside a network namespace by no_reply_until_the_deadline_is_icmp_no_reply"]
+async fn no_reply_inner() {
+    if std::env::var_os("ICMP_TEST_NO_REPLY").is_none() {
+        eprintln!("no_reply_inner: only meaningful inside the test's namespace");
+        return;
+    }
     let o = probe_with(
         "",
         "preferred_ip_protocol: ip4",
-        "224.0.0.1",
+        "127.0.0.1",
         Duration::from_millis(700),
     )
     .await;
@@ -252,7 +267,7 @@ async fn unresolvable_name_is_a_dns_error() {
 #[test]
 fn datagram_socket_when_ping_group_range_allows() {
     in_own_netns(
-        "0 2147483647",
+        "net.ipv4.ping_group_range='0 2147483647'",
         "",
         "datagram_socket_inner",
         "ICMP_TEST_NETNS",
@@ -260,13 +275,13 @@ fn datagram_socket_when_ping_group_range_allows() {
 }
 
 /// Run the ignored test `inner` of this binary in a network namespace of
-/// its own (loopback up, `ping_group_range` set to `range`), after
-/// `prefix` (e.g. a setpriv dropping privileges), with `env_flag` set;
-/// panics with its output unless it ran and passed. Needs root (CI).
-fn in_own_netns(range: &str, prefix: &str, inner: &str, env_flag: &str) {
+/// its own (loopback up, the `sysctls` set there), after `prefix` (e.g. a
+/// setpriv dropping privileges), with `env_flag` set; panics with its
+/// output unless it ran and passed. Needs root (CI).
+fn in_own_netns(sysctls: &str, prefix: &str, inner: &str, env_flag: &str) {
     let exe = std::env::current_exe().expect("test binary");
     let script = format!(
-        "ip link set lo up && sysctl -q -w net.ipv4.ping_group_range='{range}' \
+        "ip link set lo up && sysctl -q -w {sysctls} \
          && {env_flag}=1 exec {prefix} \"$0\" --exact icmp_prober::{inner} --ignored --nocapture"
     );
     let out = std::process::Command::new("unshare")
@@ -292,7 +307,7 @@ fn in_own_netns(range: &str, prefix: &str, inner: &str, env_flag: &str) {
 #[test]
 fn without_permission_the_error_says_how_to_grant_it() {
     in_own_netns(
-        "1 0",
+        "net.ipv4.ping_group_range='1 0'",
         "setpriv --reuid=65534 --regid=65534 --clear-groups --inh-caps=-all --bounding-set=-all",
         "unprivileged_inner",
         "ICMP_TEST_UNPRIVILEGED",
