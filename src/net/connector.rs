@@ -1,6 +1,7 @@
 //! The one connection path of every prober: resolve, dial, tunnel through
 //! an HTTP proxy, TLS — each step timed, what TLS showed recorded — and
-//! the one path to a connected UDP socket (dns over UDP).
+//! the one path to a connected UDP socket (dns over UDP) and to an ICMP
+//! socket (icmp).
 //!
 //! A prober describes where to go ([`Endpoint`]) and how ([`Connector`]:
 //! address policy, source address, proxy, TLS settings and ALPN) and gets a
@@ -22,6 +23,7 @@ use tokio::net::UdpSocket;
 
 use super::address::{AddressPolicy, resolve};
 use super::fair::Fair;
+use super::icmp::{EchoOptions, EchoSocket};
 use super::policy::TargetPolicy;
 use super::proxy::{ProxyUrl, tunnel};
 use super::tls::{Alpn, TlsClient, TlsInfo, handshake_with};
@@ -264,6 +266,37 @@ impl Connector<'_> {
         let socket = dial::connect_udp(peer, self.source).await?;
         drop(connecting);
         observer.note("Successfully dialed", &[("address", &peer)]);
+        Ok(socket)
+    }
+
+    /// Open an ICMP socket aimed at `endpoint` (the icmp prober; its port
+    /// is not used), under the same target policy: the name before it is
+    /// resolved, the address before anything is sent to it. No proxy, no
+    /// TLS, as for datagrams.
+    pub async fn open_icmp(
+        &self,
+        endpoint: Endpoint<'_>,
+        options: &EchoOptions,
+        observer: &dyn Observer,
+    ) -> Result<EchoSocket, NetError> {
+        if self.proxy.is_some() || self.tls.is_some() {
+            return Err(NetError::Io(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "an ICMP socket goes through neither a proxy nor TLS",
+            )));
+        }
+        self.check_endpoint(endpoint)?;
+        let (peer, setup) = self.direct_peer(endpoint, observer).await?;
+        let options = EchoOptions {
+            source: options.source.or(self.source),
+            ..*options
+        };
+        let socket = EchoSocket::open(peer.ip(), &options)?;
+        drop(setup);
+        observer.note(
+            "Opened ICMP socket",
+            &[("address", &peer.ip()), ("socket", &socket.kind().as_str())],
+        );
         Ok(socket)
     }
 

@@ -13,6 +13,7 @@ pub mod connector;
 pub mod dial;
 pub mod error;
 pub mod fair;
+pub mod icmp;
 pub mod ocsp;
 pub mod policy;
 pub mod proxy;

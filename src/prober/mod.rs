@@ -21,6 +21,7 @@ pub mod connect;
 pub mod dns;
 pub mod grpc;
 pub mod http;
+pub mod icmp;
 pub mod log;
 pub mod metrics;
 pub mod phase;

@@ -58,6 +58,8 @@ pub enum FailureReason {
     /// The gRPC health check call ended with an RPC error status
     /// (`grpc-status` other than OK: UNIMPLEMENTED, NOT_FOUND ...).
     GrpcStatus,
+    /// No ICMP echo reply came before the deadline.
+    IcmpNoReply,
     /// The target or the module settings could not be used for a request
     /// (malformed URL, unreadable body_file, bad header value).
     InvalidTarget,
@@ -96,6 +98,7 @@ impl FailureReason {
         Self::DnsAnswer,
         Self::GrpcNotServing,
         Self::GrpcStatus,
+        Self::IcmpNoReply,
         Self::InvalidTarget,
     ];
 
@@ -131,6 +134,7 @@ impl FailureReason {
             Self::DnsAnswer => "dns_answer",
             Self::GrpcNotServing => "grpc_not_serving",
             Self::GrpcStatus => "grpc_status",
+            Self::IcmpNoReply => "icmp_no_reply",
             Self::InvalidTarget => "invalid_target",
         }
     }

@@ -15,9 +15,9 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::metrics::GaugeSpec;
-use super::reason::{FailureReason, ProbeFailure};
-use super::{ProbeContext, dns, grpc, http, tcp, tls, unix, websocket};
-use crate::config::file::{Scalar, Unsupported};
+use super::reason::ProbeFailure;
+use super::{ProbeContext, dns, grpc, http, icmp, tcp, tls, unix, websocket};
+use crate::config::file::Scalar;
 use crate::config::policy::TargetPolicyFile;
 use crate::config::{self, ConfigError, Ctx, ModuleDoc};
 
@@ -50,7 +50,6 @@ pub trait Prober: Sized + Send + Sync + std::fmt::Debug + 'static {
 macro_rules! probers {
     (
         $( $name:ident => $variant:ident($ty:ty), )*
-        ; not implemented: $( $unimplemented:ident ),* $(,)?
     ) => {
         /// One entry of `modules:` as written.
         #[derive(Debug, Clone, Default, PartialEq, serde::Deserialize, serde::Serialize)]
@@ -69,29 +68,18 @@ macro_rules! probers {
                 #[serde(skip_serializing_if = "crate::config::file::is_default")]
                 pub $name: Option<<$ty as Prober>::Block>,
             )*
-            // blackbox's probers this exporter does not implement: their
-            // blocks load (so an existing blackbox.yml loads unchanged) and
-            // are not used.
-            $(
-                #[serde(skip_serializing)]
-                pub $unimplemented: Unsupported,
-            )*
         }
 
         /// A module's built prober settings.
         #[derive(Debug)]
         pub enum ProberSettings {
             $( $variant($ty), )*
-            /// A blackbox prober this exporter does not implement: the
-            /// module loads, probing it is refused.
-            Unimplemented(String),
         }
 
         impl ProberSettings {
             pub fn name(&self) -> &str {
                 match self {
                     $( ProberSettings::$variant(_) => stringify!($name), )*
-                    ProberSettings::Unimplemented(name) => name,
                 }
             }
 
@@ -99,7 +87,6 @@ macro_rules! probers {
             pub fn declared_metrics(&self) -> &'static [&'static [&'static GaugeSpec]] {
                 match self {
                     $( ProberSettings::$variant(_) => <$ty as Prober>::METRICS, )*
-                    ProberSettings::Unimplemented(_) => &[],
                 }
             }
 
@@ -113,11 +100,6 @@ macro_rules! probers {
                 // (http's, 4.6 KB), tcp's (2.4 KB) included.
                 match self {
                     $( ProberSettings::$variant(p) => Box::pin(p.probe(cx, target)).await, )*
-                    // The /probe handler refuses these before probing.
-                    ProberSettings::Unimplemented(name) => Err(ProbeFailure::new(
-                        FailureReason::InvalidTarget,
-                        format!("prober {name:?} is not supported by handshake_exporter"),
-                    )),
                 }
             }
         }
@@ -159,16 +141,6 @@ macro_rules! probers {
                             }))
                         }
                     )*
-                    $(
-                        stringify!($unimplemented) => {
-                            tracing::warn!(
-                                module = ctx.module,
-                                prober = name,
-                                "module uses a blackbox prober handshake_exporter does not implement; probes with it return 400"
-                            );
-                            Some(Ok((ProberSettings::Unimplemented(name.to_string()), shown)))
-                        }
-                    )*
                     _ => None,
                 }
             }
@@ -184,7 +156,7 @@ probers! {
     unix => Unix(unix::UnixSettings),
     dns => Dns(dns::DnsSettings),
     grpc => Grpc(grpc::GrpcSettings),
-    ; not implemented: icmp,
+    icmp => Icmp(icmp::IcmpSettings),
 }
 
 /// The loaded configuration.
@@ -442,13 +414,14 @@ mod tests {
         assert_contains(&e, &["module \"bad\"", "prober", "unknown prober \"htp\""]);
         let e = load_err("modules:\n  bad:\n    timeout: 5s\n");
         assert_contains(&e, &["module \"bad\"", "prober must be set"]);
-        // blackbox's other probers load (their blocks unchecked) and are
-        // refused when probed.
-        let c =
-            load("modules:\n  i:\n    prober: icmp\n    timeout: 5s\n    icmp:\n      ttl: 5\n")
-                .expect("loads");
-        assert_eq!(module(&c, "i").prober.name(), "icmp");
-        assert!(!module(&c, "i").masked_yaml.contains("ttl"));
+        // Every blackbox prober is one of ours.
+        for prober in ["http", "tcp", "icmp", "dns", "grpc", "unix", "websocket"] {
+            let c = load(&format!(
+                "modules:\n  m:\n    prober: {prober}\n    {prober}: {{}}\n"
+            ));
+            let c = c.unwrap_or_else(|e| panic!("{prober}: {e}"));
+            assert_eq!(module(&c, "m").prober.name(), prober);
+        }
     }
 
     #[test]

@@ -122,14 +122,6 @@ pub async fn handle(
     if let Err(e) = check_target(target) {
         return Reply::text(400, format!("{e}\n"));
     }
-    if let ProberSettings::Unimplemented(prober) = &module.prober {
-        return Reply::text(
-            400,
-            format!(
-                "Prober {prober:?} of module {module_name:?} is not supported by handshake_exporter (supported: http, tcp, tls, unix, websocket, dns)\n"
-            ),
-        );
-    }
     let hostname = param("hostname").filter(|h| !h.is_empty());
     if let Some(h) = hostname
         && let Err(e) = check_hostname(&module, h)

@@ -31,6 +31,7 @@ mod flags;
 mod grpc_prober;
 mod hostile;
 mod http_prober;
+mod icmp_prober;
 mod landing_chromium;
 mod server;
 mod target_policy;

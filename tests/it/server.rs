@@ -982,20 +982,12 @@ fn config_check_exit_codes_and_errors() {
     let (status, _, stderr) = check(&bad_prober);
     assert_eq!(status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("unknown prober \\\"icnp\\\""), "{stderr}");
-
-    // blackbox's own probers that we do not implement load with a warning.
-    let icmp = write(
-        "icmp.yml",
-        "modules:\n  m:\n    prober: icmp\n    icmp:\n      ttl: 5\n",
-    );
-    let (status, _, stderr) = check(&icmp);
-    assert_eq!(status.code(), Some(0), "{stderr}");
-    assert!(stderr.contains("does not implement"), "{stderr}");
 }
 
 /// Debian's packaged blackbox.yml (installed with prometheus-blackbox-exporter)
-/// loads unchanged: its http, tcp and grpc modules load, its icmp module is
-/// refused with a 400 that says why.
+/// loads unchanged, and its modules probe: http and icmp succeed against
+/// loopback, grpc (every blackbox prober is implemented now) answers a
+/// probe, not a 400.
 #[tokio::test]
 async fn debian_blackbox_yml_loads_unchanged() {
     let path = "/etc/prometheus/blackbox.yml";
@@ -1006,18 +998,20 @@ async fn debian_blackbox_yml_loads_unchanged() {
     let exporter = Exporter::start(&yaml).await;
     let m = exporter.probe_metrics(&server.url("/ok"), "http_2xx").await;
     assert_eq!(m.value("probe_success", &[]), Some(1.0));
-    let r = exporter
-        .get(&common::exporter::probe_path(&[
-            ("target", "127.0.0.1"),
-            ("module", "icmp"),
-        ]))
-        .await;
-    assert_eq!(r.status, 400, "{}", r.body);
-    assert!(
-        r.body.contains("\"icmp\"") && r.body.contains("not supported"),
-        "{}",
-        r.body
-    );
+    for module in ["icmp", "icmp_ttl5"] {
+        let m = exporter.probe_metrics("127.0.0.1", module).await;
+        assert_eq!(m.value("probe_success", &[]), Some(1.0), "{module}");
+    }
+    let closed = common::closed_addr().to_string();
+    for module in ["grpc", "grpc_plain"] {
+        let m = exporter.probe_metrics(&closed, module).await;
+        assert_eq!(m.value("probe_success", &[]), Some(0.0), "{module}");
+        assert_eq!(
+            m.value("probe_failure_info", &[("reason", "connect_refused")]),
+            Some(1.0),
+            "{module}"
+        );
+    }
 }
 
 #[test]

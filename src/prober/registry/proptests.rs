@@ -66,6 +66,13 @@ modules:
     prober: dns
     dns:
       query_name: example.com
+  i:
+    prober: icmp
+    icmp:
+      preferred_ip_protocol: ip4
+      payload_size: 100
+      dont_fragment: true
+      ttl: 5
 "#;
 
 /// Bits of YAML and of this schema, for documents that look like configs.
@@ -78,6 +85,8 @@ const TOKENS: &[&str] = &[
     "tls:",
     "websocket:",
     "dns:",
+    "icmp:",
+    "ttl: 300",
     "query_response:",
     "expect:",
     "send:",
@@ -389,7 +398,7 @@ fn document(modules: &BTreeMap<String, GenModule>) -> String {
 #[test]
 fn the_base_document_loads() {
     let c = load(VALID).expect("VALID loads");
-    assert_eq!(c.modules.len(), 5);
+    assert_eq!(c.modules.len(), 6);
     check_loaded(&c).expect("masked config reloads");
 }
 
@@ -444,8 +453,7 @@ proptest! {
         name in "[a-z][a-z0-9_]{0,8}",
         prober in "[a-z]{1,10}",
     ) {
-        prop_assume!(!ModuleFile::PROBERS.contains(&prober.as_str())
-            && prober != "icmp");
+        prop_assume!(!ModuleFile::PROBERS.contains(&prober.as_str()));
         let e = load_err(&format!("modules:\n  {name}:\n    prober: {prober}\n"));
         prop_assert!(e.contains(&format!("module {name:?}")), "{}", e);
         prop_assert!(e.contains(&format!("unknown prober {prober:?}")), "{}", e);
