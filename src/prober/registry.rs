@@ -414,10 +414,18 @@ mod tests {
         assert_contains(&e, &["module \"bad\"", "prober", "unknown prober \"htp\""]);
         let e = load_err("modules:\n  bad:\n    timeout: 5s\n");
         assert_contains(&e, &["module \"bad\"", "prober must be set"]);
-        // Every blackbox prober is one of ours.
-        for prober in ["http", "tcp", "icmp", "dns", "grpc", "unix", "websocket"] {
+        // Every blackbox prober is one of ours (dns needs its query name).
+        for (prober, block) in [
+            ("http", "{}"),
+            ("tcp", "{}"),
+            ("icmp", "{}"),
+            ("dns", "{query_name: example.org}"),
+            ("grpc", "{}"),
+            ("unix", "{}"),
+            ("websocket", "{}"),
+        ] {
             let c = load(&format!(
-                "modules:\n  m:\n    prober: {prober}\n    {prober}: {{}}\n"
+                "modules:\n  m:\n    prober: {prober}\n    {prober}: {block}\n"
             ));
             let c = c.unwrap_or_else(|e| panic!("{prober}: {e}"));
             assert_eq!(module(&c, "m").prober.name(), prober);
