@@ -281,9 +281,13 @@ pub mod test_support {
         }
     }
 
-    /// One http module named `m` with `body` indented under `http:`.
-    pub fn http_module(body: &str) -> String {
-        let mut s = String::from("modules:\n  m:\n    prober: http\n    http:\n");
+    /// One module `name` of `prober` with `body` indented under the
+    /// prober's block (no block for an empty body).
+    pub fn prober_module(name: &str, prober: &str, body: &str) -> String {
+        let mut s = format!("modules:\n  {name}:\n    prober: {prober}\n");
+        if !body.is_empty() {
+            s.push_str(&format!("    {prober}:\n"));
+        }
         for line in body.lines() {
             s.push_str("      ");
             s.push_str(line);
@@ -292,14 +296,13 @@ pub mod test_support {
         s
     }
 
+    /// One http module named `m` with `body` indented under `http:`.
+    pub fn http_module(body: &str) -> String {
+        prober_module("m", "http", body)
+    }
+
     pub fn ws_module(body: &str) -> String {
-        let mut s = String::from("modules:\n  w:\n    prober: websocket\n    websocket:\n");
-        for line in body.lines() {
-            s.push_str("      ");
-            s.push_str(line);
-            s.push('\n');
-        }
-        s
+        prober_module("w", "websocket", body)
     }
 
     /// `s` as a YAML double-quoted scalar: characters YAML does not allow

@@ -388,13 +388,7 @@ mod tests {
     use crate::prober::registry::test_support::*;
 
     fn dns_module(body: &str) -> String {
-        let mut s = String::from("modules:\n  d:\n    prober: dns\n    dns:\n");
-        for line in body.lines() {
-            s.push_str("      ");
-            s.push_str(line);
-            s.push('\n');
-        }
-        s
+        prober_module("d", "dns", body)
     }
 
     fn dns(body: &str) -> DnsSettings {

@@ -141,13 +141,7 @@ mod tests {
     use crate::prober::registry::test_support::*;
 
     fn grpc_module(body: &str) -> String {
-        let mut s = String::from("modules:\n  g:\n    prober: grpc\n    grpc:\n");
-        for line in body.lines() {
-            s.push_str("      ");
-            s.push_str(line);
-            s.push('\n');
-        }
-        s
+        prober_module("g", "grpc", body)
     }
 
     fn grpc(body: &str) -> GrpcSettings {

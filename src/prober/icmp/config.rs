@@ -95,16 +95,7 @@ mod tests {
     use crate::prober::registry::test_support::*;
 
     fn icmp_module(body: &str) -> String {
-        let mut s = String::from("modules:\n  i:\n    prober: icmp\n    icmp:\n");
-        for line in body.lines() {
-            s.push_str("      ");
-            s.push_str(line);
-            s.push('\n');
-        }
-        if body.is_empty() {
-            s = String::from("modules:\n  i:\n    prober: icmp\n");
-        }
-        s
+        prober_module("i", "icmp", body)
     }
 
     fn icmp(body: &str) -> IcmpSettings {
