@@ -425,7 +425,7 @@ mod proptests;
 
 #[cfg(test)]
 mod tests {
-    use super::proptests::{oid, tlv, with_names};
+    use super::proptests::{cert_info, oid, tlv, with_names};
     use super::*;
     use rcgen::{CertificateParams, DistinguishedName, DnType, KeyPair, SanType, SerialNumber};
 
@@ -694,18 +694,7 @@ mod tests {
 
     #[test]
     fn expiry_helpers_take_the_minimum() {
-        let mk = |not_after| CertInfo {
-            not_before: 0,
-            not_after,
-            subject: String::new(),
-            issuer: String::new(),
-            subject_cn: String::new(),
-            issuer_cn: String::new(),
-            dns_sans: Vec::new(),
-            serial_hex: String::new(),
-            fingerprint_sha256: String::new(),
-            is_ca: false,
-        };
+        let mk = cert_info;
         let certs = [mk(300), mk(100), mk(200)];
         assert_eq!(earliest_expiry(&certs), Some(100));
         assert_eq!(chain_expiry(&certs), Some(100));

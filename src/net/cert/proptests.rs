@@ -429,7 +429,8 @@ fn go_serial(raw: &[u8]) -> String {
     hex(&magnitude[start..])
 }
 
-fn cert_info(not_after: i64) -> CertInfo {
+/// A certificate that only expires (the expiry helpers' tests).
+pub(super) fn cert_info(not_after: i64) -> CertInfo {
     CertInfo {
         not_before: 0,
         not_after,
