@@ -932,6 +932,141 @@ async fn body_regex_on_a_large_body() {
     assert_val(&o, "probe_failed_due_to_regex", 0.0);
 }
 
+/// The CEL matchers over a JSON body (blackbox 0.27): `probe_failed_due_to_cel`
+/// is present only when a matcher is configured, 1 when one failed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_body_cel_matchers() {
+    let server = TestServer::http(|req| match req.uri().path() {
+        "/health" => text(
+            StatusCode::OK,
+            r#"{"status":"ok","checks":[{"name":"db","up":true},{"name":"cache","up":false}],"version":{"major":2}}"#,
+        ),
+        "/html" => text(StatusCode::OK, "<html>maintenance</html>"),
+        "/gz" => encoded(gzip(br#"{"status":"degraded"}"#), "gzip"),
+        _ => text(StatusCode::SERVICE_UNAVAILABLE, r#"{"status":"down"}"#),
+    });
+    let health = server.url("/health");
+
+    // Without a matcher the gauge is absent, as in blackbox.
+    let o = probe("", &health).await;
+    o.assert_success();
+    assert_absent(&o, "probe_failed_due_to_cel");
+
+    let o = probe(
+        "fail_if_body_json_matches_cel: 'body.checks.exists(c, !c.up)'\n",
+        &health,
+    )
+    .await;
+    o.assert_reason("http_body_cel");
+    assert_val(&o, "probe_failed_due_to_cel", 1.0);
+    assert_val(&o, "probe_failed_due_to_regex", 0.0);
+    assert!(o.log.contains("Body matched CEL expression"), "{}", o.log);
+
+    let o = probe(
+        "fail_if_body_json_matches_cel: \"body.status != 'ok'\"\nfail_if_body_json_not_matches_cel: 'body.version.major >= 2 && size(body.checks) == 2'\n",
+        &health,
+    )
+    .await;
+    o.assert_success();
+    assert_val(&o, "probe_failed_due_to_cel", 0.0);
+
+    let o = probe(
+        "fail_if_body_json_not_matches_cel: 'body.checks.all(c, c.up)'\n",
+        &health,
+    )
+    .await;
+    o.assert_reason("http_body_cel");
+    assert_val(&o, "probe_failed_due_to_cel", 1.0);
+
+    // Not JSON, a missing key, a result that is not a bool: all fail.
+    let o = probe(
+        "fail_if_body_json_matches_cel: 'body.ok'
+",
+        &server.url("/html"),
+    )
+    .await;
+    o.assert_reason("http_body_cel");
+    assert!(
+        o.log.contains("Error unmarshalling HTTP body to JSON"),
+        "{}",
+        o.log
+    );
+    let o = probe(
+        "fail_if_body_json_not_matches_cel: 'body.nope == 1'
+",
+        &health,
+    )
+    .await;
+    o.assert_reason("http_body_cel");
+    let o = probe(
+        "fail_if_body_json_not_matches_cel: 'body.status'
+",
+        &health,
+    )
+    .await;
+    o.assert_reason("http_body_cel");
+    assert!(o.log.contains("not a boolean"), "{}", o.log);
+
+    // A failing status comes first: the CEL gauge stays 0.
+    let o = probe(
+        "fail_if_body_json_matches_cel: 'true'
+",
+        &server.url("/down"),
+    )
+    .await;
+    o.assert_reason("http_status");
+    assert_val(&o, "probe_failed_due_to_cel", 0.0);
+
+    // Body regexes run first; both see the same body (blackbox's regex
+    // check consumes it, so its CEL then sees an empty body).
+    let o = probe(
+        "fail_if_body_not_matches_regexp: ['\"status\"']\nfail_if_body_json_not_matches_cel: \"body.status == 'ok'\"\n",
+        &health,
+    )
+    .await;
+    o.assert_success();
+    let o = probe(
+        "fail_if_body_matches_regexp: ['cache']\nfail_if_body_json_matches_cel: 'true'\n",
+        &health,
+    )
+    .await;
+    o.assert_reason("http_body_regex");
+    assert_val(&o, "probe_failed_due_to_regex", 1.0);
+    assert_val(&o, "probe_failed_due_to_cel", 0.0);
+
+    // The decoded body is what CEL sees.
+    let o = probe(
+        "compression: gzip\nfail_if_body_json_matches_cel: \"body.status == 'degraded'\"\n",
+        &server.url("/gz"),
+    )
+    .await;
+    o.assert_reason("http_body_cel");
+}
+
+/// A JSON body past the cap is `body_size_limit`, not a CEL verdict on a
+/// truncated document.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_body_cel_respects_the_body_cap() {
+    let items: Vec<String> = (0..2000).map(|i| format!("{{\"id\":{i}}}")).collect();
+    let body = format!("{{\"items\":[{}]}}", items.join(","));
+    let len = body.len();
+    let server = TestServer::http(move |_| text(StatusCode::OK, body.clone()));
+    let o = probe(
+        "body_size_limit: 1KB\nfail_if_body_json_not_matches_cel: 'size(body.items) == 2000'\n",
+        &server.url("/"),
+    )
+    .await;
+    o.assert_reason("body_size_limit");
+    assert_val(&o, "probe_failed_due_to_cel", 0.0);
+    let o = probe(
+        "fail_if_body_json_not_matches_cel: 'size(body.items) == 2000 && body.items[1999].id == 1999'\n",
+        &server.url("/"),
+    )
+    .await;
+    o.assert_success();
+    assert_val(&o, "probe_http_uncompressed_body_length", len as f64);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn body_size_limit_counts_up_to_the_limit() {
     let body = "x".repeat(2000);

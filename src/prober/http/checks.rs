@@ -12,8 +12,9 @@ pub struct ResponseView<'a> {
     pub status: u16,
     pub version: http::Version,
     pub headers: &'a HeaderMap,
-    /// The verdict of the body regexes, when there are any and the body
-    /// was read ([`check_body`], run before: it may need the blocking pool).
+    /// The verdict of the body regexes and CEL matchers, when there are
+    /// any and the body was read ([`check_body_off_runtime`], run before:
+    /// it may need the blocking pool).
     pub body_check: Option<&'a Result<(), ProbeFailure>>,
     pub body_error: Option<&'a ProbeFailure>,
     pub ssl: bool,
@@ -21,11 +22,13 @@ pub struct ResponseView<'a> {
     pub redirect_limit_hit: bool,
 }
 
-/// The verdict, plus whether a regex check was the cause
-/// (`probe_failed_due_to_regex`).
+/// The verdict, plus whether a regex or CEL check was the cause
+/// (`probe_failed_due_to_regex`, `probe_failed_due_to_cel`).
 pub struct Verdict {
     pub result: Result<(), ProbeFailure>,
     pub failed_due_to_regex: bool,
+    /// A CEL matcher was the cause (`probe_failed_due_to_cel`).
+    pub failed_due_to_cel: bool,
 }
 
 fn fail(reason: FailureReason, msg: String) -> Result<(), ProbeFailure> {
@@ -103,28 +106,36 @@ fn check_headers(s: &HttpSettings, headers: &HeaderMap) -> Result<(), ProbeFailu
 
 /// Bodies up to this size are matched inline; larger ones on tokio's
 /// blocking pool, so a multi-megabyte body never stalls a runtime worker.
+/// CEL always runs there: what an expression costs depends on the module's
+/// expression as much as on the body.
 const INLINE_BODY_CHECK: usize = 64 * 1024;
 
-/// Run the body regexes over a decoded body.
+/// Run the body regexes, then (if they pass) the CEL matchers, over a
+/// decoded body. The failure's reason says which one failed.
 pub async fn check_body_off_runtime(s: &HttpSettings, body: Vec<u8>) -> Result<(), ProbeFailure> {
-    if body.len() <= INLINE_BODY_CHECK {
+    if body.len() <= INLINE_BODY_CHECK && !s.cel.is_configured() {
         return check_body(
             &s.fail_if_body_matches_regexp,
             &s.fail_if_body_not_matches_regexp,
             &body,
         );
     }
-    // Regexes share their compiled programs: these clones are cheap.
+    // Regexes and CEL programs share their compiled forms: these clones
+    // are cheap.
     let matches = s.fail_if_body_matches_regexp.clone();
     let not_matches = s.fail_if_body_not_matches_regexp.clone();
-    tokio::task::spawn_blocking(move || check_body(&matches, &not_matches, &body))
-        .await
-        .unwrap_or_else(|e| {
-            fail(
-                FailureReason::HttpBodyRegex,
-                format!("body check did not finish: {e}"),
-            )
-        })
+    let cel = s.cel.clone();
+    tokio::task::spawn_blocking(move || {
+        check_body(&matches, &not_matches, &body)?;
+        cel.check(&body)
+    })
+    .await
+    .unwrap_or_else(|e| {
+        fail(
+            FailureReason::HttpBodyRegex,
+            format!("body check did not finish: {e}"),
+        )
+    })
 }
 
 fn check_body(
@@ -153,11 +164,14 @@ fn check_body(
 
 /// Whether the body must be kept in memory for the checks.
 pub fn needs_body(s: &HttpSettings) -> bool {
-    !s.fail_if_body_matches_regexp.is_empty() || !s.fail_if_body_not_matches_regexp.is_empty()
+    !s.fail_if_body_matches_regexp.is_empty()
+        || !s.fail_if_body_not_matches_regexp.is_empty()
+        || s.cel.is_configured()
 }
 
 pub fn evaluate(s: &HttpSettings, r: &ResponseView<'_>) -> Verdict {
     let mut failed_due_to_regex = false;
+    let mut failed_due_to_cel = false;
     let result = (|| {
         if !status_is_valid(s, r.status) {
             if r.redirect_limit_hit {
@@ -182,7 +196,11 @@ pub fn evaluate(s: &HttpSettings, r: &ResponseView<'_>) -> Verdict {
         if let Some(Err(e)) = r.body_check
             && r.body_error.is_none()
         {
-            failed_due_to_regex = true;
+            if e.reason == FailureReason::HttpBodyCel {
+                failed_due_to_cel = true;
+            } else {
+                failed_due_to_regex = true;
+            }
             return Err(e.clone());
         }
         if let Some(e) = r.body_error {
@@ -217,6 +235,7 @@ pub fn evaluate(s: &HttpSettings, r: &ResponseView<'_>) -> Verdict {
     Verdict {
         result,
         failed_due_to_regex,
+        failed_due_to_cel,
     }
 }
 

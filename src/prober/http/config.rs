@@ -4,11 +4,12 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::cel::CelChecks;
 use crate::config::client::{
     ClientSettings, InlineClientConfig, build_client, canonical_header_key, client_config_block,
     header_name, header_value,
 };
-use crate::config::file::{ByteString, Headers, Scalar, Unsupported, is_default};
+use crate::config::file::{ByteString, Headers, Scalar, is_default};
 use crate::config::load::{non_empty, show_address};
 use crate::config::{ConfigError, Ctx};
 use crate::net::address::AddressPolicy;
@@ -50,9 +51,9 @@ client_config_block! {
         #[serde(skip_serializing_if = "is_default")]
         pub fail_if_header_not_matches: Vec<HeaderMatchFile>,
         #[serde(skip_serializing_if = "is_default")]
-        pub fail_if_body_json_matches_cel: Unsupported,
+        pub fail_if_body_json_matches_cel: Option<String>,
         #[serde(skip_serializing_if = "is_default")]
-        pub fail_if_body_json_not_matches_cel: Unsupported,
+        pub fail_if_body_json_not_matches_cel: Option<String>,
         #[serde(skip_serializing_if = "is_default")]
         pub preferred_ip_protocol: Option<String>,
         #[serde(skip_serializing_if = "is_default")]
@@ -122,6 +123,8 @@ pub struct HttpSettings {
     pub fail_if_body_not_matches_regexp: Vec<regex::bytes::Regex>,
     pub fail_if_header_matches: Vec<HeaderMatch>,
     pub fail_if_header_not_matches: Vec<HeaderMatch>,
+    /// `fail_if_body_json_(not_)matches_cel`, compiled.
+    pub cel: CelChecks,
     pub address: AddressPolicy,
     pub skip_resolve_phase_with_proxy: bool,
     pub client: ClientSettings,
@@ -193,12 +196,6 @@ impl HttpProbeFile {
 }
 
 pub fn build(ctx: &Ctx<'_>, h: &HttpProbeFile) -> Result<HttpSettings, ConfigError> {
-    if h.fail_if_body_json_matches_cel.is_set() {
-        return Err(ctx.unsupported("http.fail_if_body_json_matches_cel"));
-    }
-    if h.fail_if_body_json_not_matches_cel.is_set() {
-        return Err(ctx.unsupported("http.fail_if_body_json_not_matches_cel"));
-    }
     if h.enable_http3 == Some(true) {
         return Err(ctx.unsupported("http.enable_http3"));
     }
@@ -316,6 +313,11 @@ pub fn build(ctx: &Ctx<'_>, h: &HttpProbeFile) -> Result<HttpSettings, ConfigErr
             ctx,
             "http.fail_if_header_not_matches",
             &h.fail_if_header_not_matches,
+        )?,
+        cel: CelChecks::build(
+            ctx,
+            h.fail_if_body_json_matches_cel.as_deref(),
+            h.fail_if_body_json_not_matches_cel.as_deref(),
         )?,
         address: ctx.address_policy("http", &h.preferred_ip_protocol, h.ip_protocol_fallback)?,
         skip_resolve_phase_with_proxy: h.skip_resolve_phase_with_proxy,
@@ -708,14 +710,6 @@ modules:
         for (body, key) in [
             ("enable_http3: true", "enable_http3"),
             ("oauth2:\n  client_id: x\n  token_url: http://t", "oauth2"),
-            (
-                "fail_if_body_json_matches_cel: 'body.ok == false'",
-                "fail_if_body_json_matches_cel",
-            ),
-            (
-                "fail_if_body_json_not_matches_cel: 'body.ok'",
-                "fail_if_body_json_not_matches_cel",
-            ),
         ] {
             let e = load_err(&http_module(body));
             assert_contains(

@@ -38,6 +38,13 @@ pub static LAST_MODIFIED: GaugeSpec = GaugeSpec::when_set(
     "Returns the Last-Modified HTTP response header in unixtime",
 );
 
+/// Present only when the module has a CEL matcher (blackbox registers it
+/// only then); 1 when one failed the probe.
+pub static FAILED_DUE_TO_CEL: GaugeSpec = GaugeSpec::when_set(
+    "probe_failed_due_to_cel",
+    "Indicates if probe failed due to CEL expression not matching",
+);
+
 pub static OWN: &[&GaugeSpec] = &[
     &HTTP_DURATION,
     &STATUS_CODE,
@@ -47,6 +54,7 @@ pub static OWN: &[&GaugeSpec] = &[
     &SSL,
     &VERSION,
     &FAILED_DUE_TO_REGEX,
+    &FAILED_DUE_TO_CEL,
     &LAST_MODIFIED,
 ];
 

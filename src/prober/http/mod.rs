@@ -1,7 +1,7 @@
 //! `prober: http` — blackbox's HTTP prober, split into its config block
 //! (`config`), request building (`request`), one round trip per redirect
-//! hop (`hop`), body reading (`body`), response checks (`checks`) and
-//! metric emission (`metrics`).
+//! hop (`hop`), body reading (`body`), response checks (`checks`, with the
+//! CEL matchers in `cel`) and metric emission (`metrics`).
 //!
 //! The first hop goes to the address chosen by `preferred_ip_protocol`
 //! with the original name as Host and SNI; redirects (≤ 10) are followed on
@@ -10,6 +10,7 @@
 //! deadline).
 
 pub mod body;
+pub mod cel;
 pub mod checks;
 pub mod config;
 pub mod hop;
@@ -321,6 +322,10 @@ pub async fn probe(
         0.0
     };
     cx.metrics.set(&metrics::FAILED_DUE_TO_REGEX, regex_failed);
+    if s.cel.is_configured() {
+        let cel_failed = if verdict.failed_due_to_cel { 1.0 } else { 0.0 };
+        cx.metrics.set(&metrics::FAILED_DUE_TO_CEL, cel_failed);
+    }
     if final_response.ssl {
         cx.log.info("Final request was over SSL", &[]);
     } else {
