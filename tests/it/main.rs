@@ -22,6 +22,7 @@
 mod common;
 
 mod blackbox_compat;
+mod debian_blackbox_yml;
 mod deploy_files;
 mod dns_prober;
 mod e2e_nginx_tls;

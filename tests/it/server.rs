@@ -984,36 +984,6 @@ fn config_check_exit_codes_and_errors() {
     assert!(stderr.contains("unknown prober \\\"icnp\\\""), "{stderr}");
 }
 
-/// Debian's packaged blackbox.yml (installed with prometheus-blackbox-exporter)
-/// loads unchanged, and its modules probe: http and icmp succeed against
-/// loopback, grpc (every blackbox prober is implemented now) answers a
-/// probe, not a 400.
-#[tokio::test]
-async fn debian_blackbox_yml_loads_unchanged() {
-    let path = "/etc/prometheus/blackbox.yml";
-    let yaml = std::fs::read_to_string(path).unwrap_or_else(|e| {
-        panic!("{path}: {e}: run scripts/test (it apt-installs prometheus-blackbox-exporter)")
-    });
-    let server = ok_server();
-    let exporter = Exporter::start(&yaml).await;
-    let m = exporter.probe_metrics(&server.url("/ok"), "http_2xx").await;
-    assert_eq!(m.value("probe_success", &[]), Some(1.0));
-    for module in ["icmp", "icmp_ttl5"] {
-        let m = exporter.probe_metrics("127.0.0.1", module).await;
-        assert_eq!(m.value("probe_success", &[]), Some(1.0), "{module}");
-    }
-    let closed = common::closed_addr().to_string();
-    for module in ["grpc", "grpc_plain"] {
-        let m = exporter.probe_metrics(&closed, module).await;
-        assert_eq!(m.value("probe_success", &[]), Some(0.0), "{module}");
-        assert_eq!(
-            m.value("probe_failure_info", &[("reason", "connect_refused")]),
-            Some(1.0),
-            "{module}"
-        );
-    }
-}
-
 #[test]
 fn version_and_help_flags() {
     let dir = temp_dir();

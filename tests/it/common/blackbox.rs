@@ -41,3 +41,9 @@ pub async fn start(config_yaml: &str) -> Exporter {
 pub async fn start_with_args(config_yaml: &str, args: &[&str]) -> Exporter {
     Exporter::spawn("blackbox_exporter", &binary(), config_yaml, args).await
 }
+
+/// Starts blackbox_exporter with extra environment variables (Go reads
+/// `SSL_CERT_FILE` for its system roots, as rustls-native-certs does).
+pub async fn start_with_env(config_yaml: &str, env: &[(&str, &str)]) -> Exporter {
+    Exporter::spawn_with_env("blackbox_exporter", &binary(), config_yaml, env).await
+}

@@ -220,14 +220,30 @@ impl Exporter {
         health_path: &str,
     ) -> Self {
         let name = "handshake_exporter";
-        Self::spawn_ready_at(name, &our_binary(), config_yaml, args, health_path).await
+        Self::spawn_ready_at(name, &our_binary(), config_yaml, args, &[], health_path).await
     }
 
     /// Starts `program` (blackbox-compatible flags) and waits until
     /// `/-/healthy` answers 200. Panics with the process output when it
     /// exits or is not ready within [`READY_TIMEOUT`].
     pub async fn spawn(name: &str, program: &Path, config_yaml: &str, args: &[&str]) -> Self {
-        Self::spawn_ready_at(name, program, config_yaml, args, "/-/healthy").await
+        Self::spawn_ready_at(name, program, config_yaml, args, &[], "/-/healthy").await
+    }
+
+    /// Starts our binary with `config_yaml` and extra environment variables
+    /// (`SSL_CERT_FILE` to make a test CA the system's roots).
+    pub async fn start_with_env(config_yaml: &str, env: &[(&str, &str)]) -> Self {
+        Self::spawn_with_env("handshake_exporter", &our_binary(), config_yaml, env).await
+    }
+
+    /// [`Exporter::spawn`] with extra environment variables.
+    pub async fn spawn_with_env(
+        name: &str,
+        program: &Path,
+        config_yaml: &str,
+        env: &[(&str, &str)],
+    ) -> Self {
+        Self::spawn_ready_at(name, program, config_yaml, &[], env, "/-/healthy").await
     }
 
     async fn spawn_ready_at(
@@ -235,6 +251,7 @@ impl Exporter {
         program: &Path,
         config_yaml: &str,
         args: &[&str],
+        env: &[(&str, &str)],
         health_path: &str,
     ) -> Self {
         let dir = tempfile::Builder::new()
@@ -258,6 +275,7 @@ impl Exporter {
                 .arg(format!("--config.file={}", config_path.display()))
                 .arg(format!("--web.listen-address={addr}"))
                 .args(args)
+                .envs(env.iter().copied())
                 .stdin(Stdio::null())
                 .stdout(Stdio::from(log.try_clone().expect("dup log file")))
                 .stderr(Stdio::from(log))

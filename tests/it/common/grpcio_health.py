@@ -2,7 +2,8 @@
 PyPI) for tests/it/grpc_prober.rs and tests/it/blackbox_compat.rs.
 
 Two plaintext servers on 127.0.0.1, ports chosen by the kernel:
-- one with grpc_health.v1's HealthServicer: "" and "serving.Svc" SERVING,
+- one with grpc_health.v1's HealthServicer: "", "serving.Svc" and
+  "service1" SERVING,
   "down.Svc" NOT_SERVING (any other service: NOT_FOUND);
 - one with no service at all (every call: UNIMPLEMENTED).
 
@@ -22,6 +23,8 @@ def main():
     servicer.set("", health_pb2.HealthCheckResponse.SERVING)
     servicer.set("serving.Svc", health_pb2.HealthCheckResponse.SERVING)
     servicer.set("down.Svc", health_pb2.HealthCheckResponse.NOT_SERVING)
+    # The service Debian's packaged blackbox.yml asks for (module grpc_plain).
+    servicer.set("service1", health_pb2.HealthCheckResponse.SERVING)
 
     with_health = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
     health_pb2_grpc.add_HealthServicer_to_server(servicer, with_health)
