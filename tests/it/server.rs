@@ -984,6 +984,97 @@ fn config_check_exit_codes_and_errors() {
     assert!(stderr.contains("unknown prober \\\"icnp\\\""), "{stderr}");
 }
 
+/// blackbox's `config/testdata` has one invalid file per validation rule.
+/// Each rule for the probers and http keys of SPEC section 8 (dns, icmp,
+/// grpc, unix, HTTP/3, oauth2), written out here, is refused by
+/// `--config.check` with an error that names the key. Keys of blackbox
+/// releases newer than ours (`pinned_public_key_hashes`, `check_revoked`,
+/// `edns0_udp_size`, `expect_bytes`, JWT-bearer oauth2) are unknown keys
+/// here, refused by name, so a config that relies on them never loads
+/// silently.
+#[test]
+fn config_check_rejects_blackbox_s_invalid_testdata() {
+    let dir = temp_dir();
+    let cases: &[(&str, &str, &[&str])] = &[
+        (
+            "invalid-dns-module",
+            "dns:\n      preferred_ip_protocol: ip6\n      validate_answer_rrs:\n        fail_if_matches_regexp: [test]",
+            &["dns.query_name", "query name must be set"],
+        ),
+        (
+            "invalid-dns-class",
+            "dns:\n      query_name: example.com\n      query_class: X",
+            &["dns.query_class", "X"],
+        ),
+        (
+            "invalid-dns-type",
+            "dns:\n      query_name: example.com\n      query_type: X",
+            &["dns.query_type", "X"],
+        ),
+        (
+            "invalid-dns-edns0-udp-size",
+            "dns:\n      query_name: example.com\n      edns0_udp_size: 100",
+            &["edns0_udp_size"],
+        ),
+        (
+            "invalid-dns-pinned-public-key-hashes-without-tls",
+            "dns:\n      query_name: example.com\n      dns_over_tls: false\n      pinned_public_key_hashes: ['C5+lpZ7tcVwmwQIMcRtPbsQtWLABXhQzejna0wHFr8M=']",
+            &["pinned_public_key_hashes"],
+        ),
+        (
+            "invalid-icmp-ttl",
+            "icmp:\n      ttl: -1",
+            &["icmp.ttl", "cannot be negative"],
+        ),
+        (
+            "invalid-icmp-ttl-overflow",
+            "icmp:\n      ttl: 256",
+            &["icmp.ttl", "cannot exceed 255"],
+        ),
+        (
+            "invalid-grpc-check-revoked-without-tls",
+            "grpc:\n      tls: false\n      check_revoked: true",
+            &["check_revoked"],
+        ),
+        (
+            "invalid-grpc-pinned-public-key-hashes-without-tls",
+            "grpc:\n      tls: false\n      pinned_public_key_hashes: ['C5+lpZ7tcVwmwQIMcRtPbsQtWLABXhQzejna0wHFr8M=']",
+            &["pinned_public_key_hashes"],
+        ),
+        (
+            "invalid-unix-query-response-regexp",
+            "unix:\n      query_response:\n        - send: PING\n          expect: ':['",
+            &["unix.query_response[0].expect", ":["],
+        ),
+        (
+            "invalid-unix-query-response-expect-and-expect-bytes",
+            "unix:\n      query_response:\n        - expect: '^PONG'\n          expect_bytes: PONG",
+            &["expect_bytes"],
+        ),
+    ];
+    let mut wrong = Vec::new();
+    for (name, block, needles) in cases {
+        let prober = block.split(':').next().unwrap_or_default();
+        let yaml = format!("modules:\n  m:\n    prober: {prober}\n    timeout: 5s\n    {block}\n");
+        let path = dir.path().join(format!("{name}.yml"));
+        std::fs::write(&path, &yaml).expect("write config");
+        let (status, _, stderr) = run_to_exit(
+            dir.path(),
+            &[
+                &format!("--config.file={}", path.display()),
+                "--config.check",
+            ],
+        );
+        let missing: Vec<_> = needles.iter().filter(|n| !stderr.contains(**n)).collect();
+        if status.code() != Some(1) || !missing.is_empty() {
+            wrong.push(format!(
+                "{name}: exit {status}, missing {missing:?}\n{yaml}{stderr}"
+            ));
+        }
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+}
+
 #[test]
 fn version_and_help_flags() {
     let dir = temp_dir();
