@@ -2329,10 +2329,6 @@ async fn switching_protocols_returns_at_once() {
 fn unimplemented_keys_are_load_errors() {
     for (key, yaml) in [
         (
-            "oauth2",
-            "oauth2:\n  client_id: id\n  token_url: http://127.0.0.1/token\n",
-        ),
-        (
             "fail_if_body_json_matches_cel",
             "fail_if_body_json_matches_cel: 'body.ok'\n",
         ),
