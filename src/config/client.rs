@@ -709,7 +709,7 @@ fn build_proxy(
             Some(ProxyUrl::new(url))
         }
     };
-    let no_proxy = non_empty(&c.no_proxy);
+    let no_proxy = non_empty(c.no_proxy);
     let env = c.from_environment;
     if !c.connect_header.is_empty() && !env && url.is_none() {
         return Err(ctx.err(
