@@ -18,6 +18,7 @@ use crate::common::exporter::Exporter;
 use crate::common::http_server::{Body, TestServer, Tls, redirect, silent_server, text};
 use crate::common::pki::Pki;
 use crate::common::probe::{Outcome, load_config, run_loaded};
+use crate::common::proxy::Proxy;
 use handshake_exporter::prober::{Config, load_str};
 
 const TIMEOUT: Duration = Duration::from_secs(5);
@@ -263,6 +264,85 @@ async fn an_https_token_endpoint_uses_the_blocks_own_tls_config() {
     let o = probe(&config, &target.url("/")).await;
     o.assert_reason("tls_cert_untrusted");
     assert_no_secret(&o);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_token_endpoint_has_its_own_proxy_keys() {
+    let tokens = Seens::default();
+    let token_server = recording(&tokens, Duration::ZERO, |_| {
+        json(StatusCode::OK, TOKEN_JSON)
+    });
+    let hits = Seens::default();
+    let target = recording(&hits, Duration::ZERO, ok);
+    let (module_proxy, token_proxy) = (Proxy::start().await, Proxy::start().await);
+    let token_url = token_server.url("/t");
+    let yaml = format!(
+        "proxy_url: {}\n{}",
+        module_proxy.url(),
+        oauth2(
+            &token_url,
+            &format!("proxy_url: http://u:p@127.0.0.1:{}", token_proxy.port())
+        )
+    );
+    let o = probe(&load(&yaml), &target.url("/")).await;
+    o.assert_success();
+    let heads = token_proxy.heads();
+    assert_eq!(heads.len(), 1, "{heads:?}");
+    assert!(
+        heads[0].starts_with(&format!("POST {token_url} HTTP/1.1\r\n")),
+        "absolute form: {heads:?}"
+    );
+    assert!(
+        heads[0].contains("Proxy-Authorization: Basic dTpw\r\n"),
+        "{heads:?}"
+    );
+    assert_eq!(tokens.count(), 1);
+    // The module's proxy carried the probe only.
+    let heads = module_proxy.heads();
+    assert_eq!(heads.len(), 1, "{heads:?}");
+    assert!(heads[0].starts_with("GET "), "{heads:?}");
+    assert_eq!(
+        hits.all()[0].header("authorization").as_deref(),
+        Some("Bearer tok-123")
+    );
+
+    // An https token endpoint is tunnelled with the block's
+    // proxy_connect_header.
+    let pki = Pki::new();
+    let tls_tokens = Seens::default();
+    let tls_server = recording_with(
+        Some(Tls::new(&pki.localhost_leaf())),
+        &tls_tokens,
+        Duration::ZERO,
+        |_| json(StatusCode::OK, TOKEN_JSON),
+    );
+    let yaml = oauth2(
+        &tls_server.url("/t"),
+        &format!(
+            "proxy_url: {}\nproxy_connect_header:\n  X-Tunnel: [t-SECRET]\ntls_config:\n  ca_file: {}",
+            token_proxy.url(),
+            pki.ca_file().display()
+        ),
+    );
+    let o = probe(&load(&yaml), &target.url("/")).await;
+    o.assert_success();
+    assert_no_secret(&o);
+    let heads = token_proxy.heads();
+    assert_eq!(heads.len(), 2, "{heads:?}");
+    assert!(
+        heads[1].starts_with(&format!(
+            "CONNECT localhost:{} HTTP/1.1\r\n",
+            tls_server.port()
+        )),
+        "{heads:?}"
+    );
+    assert!(
+        heads[1]
+            .to_ascii_lowercase()
+            .contains("x-tunnel: t-secret\r\n"),
+        "{heads:?}"
+    );
+    assert_eq!(tls_tokens.count(), 1);
 }
 
 // ---------------------------------------------------------------------------
@@ -530,7 +610,7 @@ async fn a_silent_token_endpoint_times_out_within_the_deadline() {
     let o = run_loaded(&config, "m", &target.url("/"), None, Duration::from_secs(1)).await;
     let elapsed = start.elapsed();
     o.assert_reason("timeout");
-    assert!(elapsed < Duration::from_millis(1500), "took {elapsed:?}");
+    assert!(elapsed < Duration::from_secs(2), "took {elapsed:?}");
     assert!(elapsed >= Duration::from_millis(900), "took {elapsed:?}");
     assert_eq!(silent.connections(), 1);
     assert_eq!(hits.count(), 0);
