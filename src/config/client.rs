@@ -8,8 +8,9 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use super::file::is_default;
+use super::file::{OrderedMap, Scalar, Unsupported, is_default};
 use super::load::{ConfigError, Ctx, non_empty};
+use super::tls::TlsConfigFile;
 use super::tls::build_tls;
 use crate::net::Secret;
 use crate::net::proxy::{ProxySettings, ProxyUrl};
@@ -22,7 +23,7 @@ macro_rules! client_keys {
         $($then)::+ ! { $($args)*
             basic_auth: Option<$crate::config::client::BasicAuthFile>,
             authorization: Option<$crate::config::client::AuthorizationFile>,
-            oauth2: $crate::config::file::Unsupported,
+            oauth2: Option<$crate::config::client::OAuth2File>,
             bearer_token: Option<$crate::net::Secret>,
             bearer_token_file: Option<String>,
             tls_config: Option<$crate::config::tls::TlsConfigFile>,
@@ -118,6 +119,56 @@ pub struct AuthorizationFile {
     pub credentials_file: Option<String>,
 }
 
+/// prometheus/common's `oauth2` block as written: the client credentials
+/// grant (RFC 6749 §4.4), with its own `tls_config` and proxy keys for the
+/// token endpoint. The JWT bearer grant's keys are known so that they are
+/// refused by name.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OAuth2File {
+    #[serde(skip_serializing_if = "is_default")]
+    pub client_id: Option<String>,
+    #[serde(skip_serializing_if = "is_default")]
+    pub client_secret: Option<Secret>,
+    #[serde(skip_serializing_if = "is_default")]
+    pub client_secret_file: Option<String>,
+    #[serde(skip_serializing_if = "is_default")]
+    pub scopes: Vec<String>,
+    /// Shown with its password (if any) redacted, like `proxy_url`.
+    #[serde(skip_serializing_if = "is_default")]
+    pub token_url: Option<ProxyUrlText>,
+    #[serde(skip_serializing_if = "is_default")]
+    pub endpoint_params: OrderedMap<Scalar>,
+    /// Only `client_credentials` (the default) is implemented.
+    #[serde(skip_serializing_if = "is_default")]
+    pub grant_type: Option<String>,
+    /// JWT bearer grant (not implemented).
+    #[serde(skip_serializing_if = "is_default")]
+    pub client_certificate_key: Option<Secret>,
+    #[serde(skip_serializing_if = "is_default")]
+    pub client_certificate_key_file: Unsupported,
+    #[serde(skip_serializing_if = "is_default")]
+    pub client_certificate_key_id: Unsupported,
+    #[serde(skip_serializing_if = "is_default")]
+    pub signature_algorithm: Unsupported,
+    #[serde(skip_serializing_if = "is_default")]
+    pub iss: Unsupported,
+    #[serde(skip_serializing_if = "is_default")]
+    pub audience: Unsupported,
+    #[serde(skip_serializing_if = "is_default")]
+    pub claims: Unsupported,
+    #[serde(skip_serializing_if = "is_default")]
+    pub tls_config: Option<TlsConfigFile>,
+    #[serde(skip_serializing_if = "is_default")]
+    pub proxy_url: Option<ProxyUrlText>,
+    #[serde(skip_serializing_if = "is_default")]
+    pub no_proxy: Option<String>,
+    #[serde(skip_serializing_if = "is_default")]
+    pub proxy_from_environment: bool,
+    #[serde(skip_serializing_if = "is_default")]
+    pub proxy_connect_header: OrderedMap<Vec<Secret>>,
+}
+
 /// One `http_headers` entry: values, secrets and files.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
@@ -130,9 +181,9 @@ pub struct HttpHeaderFile {
     pub files: Vec<String>,
 }
 
-/// `proxy_url` as written. Shown (on `/config`, in debug output and in
-/// error messages) with its password replaced by `xxxxx`, as
-/// prometheus/common's `url.Redacted()` does.
+/// `proxy_url` (and oauth2's `token_url`) as written. Shown (on `/config`,
+/// in debug output and in error messages) with its password replaced by
+/// `xxxxx`, as prometheus/common's `url.Redacted()` does.
 #[derive(Clone, Default, PartialEq, Deserialize)]
 #[serde(transparent)]
 pub struct ProxyUrlText(pub String);
@@ -190,10 +241,67 @@ pub struct ExtraHeader {
     pub files: Vec<PathBuf>,
 }
 
+/// A token fetched from an oauth2 token endpoint.
+#[derive(Debug, Clone)]
+pub struct CachedToken {
+    /// The `Authorization` value: `<token_type> <access_token>`.
+    pub authorization: Secret,
+    /// When to fetch a new one (the token's expiry less 10 s, as
+    /// golang.org/x/oauth2 does); None: the token did not say, and is used
+    /// until the module is reloaded (clientcredentials' behaviour).
+    pub refresh_at: Option<std::time::Instant>,
+    /// The client secret it was fetched with: a rotated
+    /// `client_secret_file` fetches a new token (as prometheus/common
+    /// rebuilds its token source when the secret changes).
+    pub fetched_with: Secret,
+}
+
+/// How the client authenticates to the token endpoint, found out on the
+/// first fetch as golang.org/x/oauth2 does (HTTP basic auth first, then
+/// the credentials in the form).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum AuthStyle {
+    #[default]
+    Unknown,
+    InHeader,
+    InParams,
+}
+
+/// The cache of one module's oauth2 token. It is built with the module at
+/// load, so a reload (which builds every module anew) never reuses a token
+/// fetched for an older config. The lock is held only while a token is
+/// fetched: concurrent probes share one fetch.
+#[derive(Debug, Default)]
+pub struct TokenCache {
+    pub token: tokio::sync::Mutex<Option<CachedToken>>,
+    pub auth_style: std::sync::Mutex<AuthStyle>,
+}
+
+/// A validated `oauth2` block: the client credentials grant.
+#[derive(Debug)]
+pub struct OAuth2Settings {
+    pub client_id: String,
+    /// None: no secret (an empty one).
+    pub client_secret: Option<SecretSource>,
+    pub scopes: Vec<String>,
+    /// http or https, without user info.
+    pub token_url: url::Url,
+    /// `endpoint_params`, in file order.
+    pub endpoint_params: Vec<(String, String)>,
+    /// The token endpoint's own `tls_config`, built at load.
+    pub tls: Arc<TlsClient>,
+    /// The token endpoint's own proxy keys.
+    pub proxy: Option<ProxySettings>,
+    pub cache: TokenCache,
+}
+
 /// The prometheus/common HTTP client config, as far as a probe uses it.
 #[derive(Debug, Clone)]
 pub struct ClientSettings {
     pub authorization: Option<Authorization>,
+    /// `oauth2`: a token fetched per module (exclusive with
+    /// `authorization`).
+    pub oauth2: Option<Arc<OAuth2Settings>>,
     pub tls: Arc<TlsClient>,
     pub proxy: Option<ProxySettings>,
     pub follow_redirects: bool,
@@ -306,9 +414,6 @@ pub fn build_client(
     block: &str,
     c: &ClientConfigFile,
 ) -> Result<ClientSettings, ConfigError> {
-    if c.oauth2.is_set() {
-        return Err(ctx.unsupported(&format!("{block}.oauth2")));
-    }
     let bearer = non_empty_secret(&c.bearer_token);
     let bearer_file = non_empty(&c.bearer_token_file);
     let has_bearer = bearer.is_some() || bearer_file.is_some();
@@ -318,7 +423,7 @@ pub fn build_client(
             "at most one of bearer_token & bearer_token_file must be configured",
         ));
     }
-    if c.basic_auth.is_some() && has_bearer {
+    if (c.basic_auth.is_some() || c.oauth2.is_some()) && has_bearer {
         return Err(ctx.err(
             format!("{block}.bearer_token"),
             "at most one of basic_auth, oauth2, bearer_token & bearer_token_file must be configured",
@@ -376,7 +481,7 @@ pub fn build_client(
                 "authorization type cannot be set to \"basic\", use \"basic_auth\" instead",
             ));
         }
-        if c.basic_auth.is_some() {
+        if c.basic_auth.is_some() || c.oauth2.is_some() {
             return Err(ctx.err(
                 &key,
                 "at most one of basic_auth, oauth2 & authorization must be configured",
@@ -409,7 +514,29 @@ pub fn build_client(
         });
     }
 
-    let proxy = build_proxy(ctx, block, c)?;
+    if c.basic_auth.is_some() && c.oauth2.is_some() {
+        return Err(ctx.err(
+            format!("{block}.oauth2"),
+            "at most one of basic_auth, oauth2 & authorization must be configured",
+        ));
+    }
+    let oauth2 = c
+        .oauth2
+        .as_ref()
+        .map(|o| build_oauth2(ctx, &format!("{block}.oauth2"), o))
+        .transpose()?
+        .map(Arc::new);
+
+    let proxy = build_proxy(
+        ctx,
+        block,
+        ProxyKeys {
+            url: &c.proxy_url,
+            no_proxy: &c.no_proxy,
+            from_environment: c.proxy_from_environment,
+            connect_header: &c.proxy_connect_header,
+        },
+    )?;
     let tls = build_tls(ctx, block, c.tls_config.as_ref())?;
     let extra_headers = extra_headers(
         ctx,
@@ -419,6 +546,7 @@ pub fn build_client(
     )?;
     Ok(ClientSettings {
         authorization,
+        oauth2,
         tls,
         proxy,
         follow_redirects: c.follow_redirects.unwrap_or(true),
@@ -427,14 +555,135 @@ pub fn build_client(
     })
 }
 
+/// The grant types of prometheus/common; only the first is implemented.
+const CLIENT_CREDENTIALS: &str = "client_credentials";
+
+/// prometheus/common's `oauth2` checks (`HTTPClientConfig.Validate` and the
+/// block's own proxy validation), plus what Go would only find out at
+/// request time: the token URL parses as http(s), `endpoint_params` do not
+/// overwrite `scope`.
+fn build_oauth2(ctx: &Ctx<'_>, key: &str, o: &OAuth2File) -> Result<OAuth2Settings, ConfigError> {
+    match o.grant_type.as_deref().map(str::trim) {
+        None | Some("") | Some(CLIENT_CREDENTIALS) => {}
+        Some(other) => {
+            return Err(ctx.err(
+                format!("{key}.grant_type"),
+                format!(
+                    "grant_type {other:?} is not supported by handshake_exporter (only {CLIENT_CREDENTIALS})"
+                ),
+            ));
+        }
+    }
+    if o.client_certificate_key
+        .as_ref()
+        .is_some_and(|k| !k.is_empty())
+    {
+        return Err(ctx.unsupported(&format!("{key}.client_certificate_key")));
+    }
+    for (name, set) in [
+        ("client_certificate_key_file", o.client_certificate_key_file),
+        ("client_certificate_key_id", o.client_certificate_key_id),
+        ("signature_algorithm", o.signature_algorithm),
+        ("iss", o.iss),
+        ("audience", o.audience),
+        ("claims", o.claims),
+    ] {
+        if set.is_set() {
+            return Err(ctx.unsupported(&format!("{key}.{name}")));
+        }
+    }
+    let Some(client_id) = non_empty(&o.client_id) else {
+        return Err(ctx.err(
+            format!("{key}.client_id"),
+            "oauth2 client_id must be configured",
+        ));
+    };
+    let Some(token_url) = o.token_url.as_ref().filter(|u| !u.0.is_empty()) else {
+        return Err(ctx.err(
+            format!("{key}.token_url"),
+            "oauth2 token_url must be configured",
+        ));
+    };
+    let secret = non_empty_secret(&o.client_secret);
+    let secret_file = non_empty(&o.client_secret_file);
+    if secret.is_some() && secret_file.is_some() {
+        return Err(ctx.err(
+            format!("{key}.client_secret"),
+            "at most one of oauth2 client_secret, client_secret_file & client_secret_ref must be configured",
+        ));
+    }
+    let url_key = format!("{key}.token_url");
+    let shown = token_url.redacted();
+    let mut token_url = url::Url::parse(token_url.0.trim())
+        .map_err(|e| ctx.err(&url_key, format!("invalid token_url {shown:?}: {e}")))?;
+    if !matches!(token_url.scheme(), "http" | "https")
+        || token_url.host_str().is_none_or(str::is_empty)
+    {
+        return Err(ctx.err(
+            &url_key,
+            format!("token_url {shown:?} must be an http:// or https:// URL with a host"),
+        ));
+    }
+    token_url = crate::net::userinfo::without_userinfo(&token_url);
+    token_url.set_fragment(None);
+
+    let mut endpoint_params = Vec::with_capacity(o.endpoint_params.0.len());
+    for (name, value) in o.endpoint_params.iter() {
+        // golang.org/x/oauth2's clientcredentials refuses this at request
+        // time; grant_type may be overridden.
+        if name == "scope" && !o.scopes.is_empty() {
+            return Err(ctx.err(
+                format!("{key}.endpoint_params"),
+                "oauth2: cannot overwrite parameter \"scope\" (it is set by scopes)",
+            ));
+        }
+        endpoint_params.push((name.to_string(), value.to_string()));
+    }
+
+    let client_secret = match (secret_file, secret) {
+        (Some(f), _) => Some(SecretSource::File(ctx.resolve(f))),
+        (None, Some(s)) => Some(SecretSource::Inline(s.clone())),
+        (None, None) => None,
+    };
+    let proxy = build_proxy(
+        ctx,
+        key,
+        ProxyKeys {
+            url: &o.proxy_url,
+            no_proxy: &o.no_proxy,
+            from_environment: o.proxy_from_environment,
+            connect_header: &o.proxy_connect_header,
+        },
+    )?;
+    let tls = build_tls(ctx, key, o.tls_config.as_ref())?;
+    Ok(OAuth2Settings {
+        client_id: client_id.to_string(),
+        client_secret,
+        scopes: o.scopes.clone(),
+        token_url,
+        endpoint_params,
+        tls,
+        proxy,
+        cache: TokenCache::default(),
+    })
+}
+
+/// The proxy keys of a client config or of its `oauth2` block.
+struct ProxyKeys<'a> {
+    url: &'a Option<ProxyUrlText>,
+    no_proxy: &'a Option<String>,
+    from_environment: bool,
+    connect_header: &'a OrderedMap<Vec<Secret>>,
+}
+
 /// prometheus/common `ProxyConfig.Validate`, plus: only http/https proxies.
 fn build_proxy(
     ctx: &Ctx<'_>,
     block: &str,
-    c: &ClientConfigFile,
+    c: ProxyKeys<'_>,
 ) -> Result<Option<ProxySettings>, ConfigError> {
     let key = format!("{block}.proxy_url");
-    let url = match c.proxy_url.as_ref().filter(|p| !p.0.trim().is_empty()) {
+    let url = match c.url.as_ref().filter(|p| !p.0.trim().is_empty()) {
         None => None,
         Some(raw) => {
             let url = url::Url::parse(raw.0.trim()).map_err(|e| {
@@ -460,9 +709,9 @@ fn build_proxy(
             Some(ProxyUrl::new(url))
         }
     };
-    let no_proxy = non_empty(&c.no_proxy);
-    let env = c.proxy_from_environment;
-    if !c.proxy_connect_header.is_empty() && !env && url.is_none() {
+    let no_proxy = non_empty(c.no_proxy);
+    let env = c.from_environment;
+    if !c.connect_header.is_empty() && !env && url.is_none() {
         return Err(ctx.err(
             format!("{block}.proxy_connect_header"),
             "if proxy_connect_header is configured, proxy_url or proxy_from_environment must also be configured",
@@ -491,7 +740,7 @@ fn build_proxy(
     }
     let hkey = format!("{block}.proxy_connect_header");
     let mut connect_headers = Vec::new();
-    for (name, values) in c.proxy_connect_header.iter() {
+    for (name, values) in c.connect_header.iter() {
         let hname = header_name(ctx, &hkey, name)?;
         for v in values {
             header_value(ctx, &hkey, name, v.expose())?;

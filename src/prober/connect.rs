@@ -103,6 +103,21 @@ pub async fn open_watched(
     Ok(opened(cx, conn, report))
 }
 
+/// Open a connection that is not to the probe's target (the oauth2 token
+/// endpoint of an http module): the same connector, target policy and
+/// reason table, but its phases and certificates are not the target's, so
+/// neither is recorded (the connector's notes still go to the probe log).
+pub async fn open_aside(
+    cx: &ProbeContext<'_>,
+    connector: &Connector<'_>,
+    endpoint: Endpoint<'_>,
+) -> Result<Connection, ProbeFailure> {
+    connector
+        .connect(endpoint, &Watch::new(cx, None))
+        .await
+        .map_err(ProbeFailure::from)
+}
+
 /// [`open`] for a unix socket path.
 pub async fn open_unix(
     cx: &ProbeContext<'_>,

@@ -566,10 +566,16 @@ mod secret_fields {
     use crate::config::schema::{Kind, walk};
 
     /// A field name that says "credential". Paths to files holding one
-    /// (`*_file`) are not credentials themselves.
+    /// (`*_file`) are not credentials themselves, nor are the addresses of
+    /// services that hand them out (`token_url`: a URL shown with its
+    /// password redacted).
     fn looks_like_credential(name: &str) -> bool {
         let name = name.to_ascii_lowercase();
-        if name.ends_with("_file") || name.ends_with("_files") || name.ends_with("_ref") {
+        if name.ends_with("_file")
+            || name.ends_with("_files")
+            || name.ends_with("_ref")
+            || name.ends_with("_url")
+        {
             return false;
         }
         [
@@ -619,6 +625,9 @@ mod secret_fields {
             "modules.*.http.bearer_token",
             "modules.*.http.authorization.credentials",
             "modules.*.http.tls_config.key",
+            "modules.*.http.oauth2.client_secret",
+            "modules.*.http.oauth2.client_certificate_key",
+            "modules.*.http.oauth2.tls_config.key",
             "modules.*.http.http_headers.*.secrets",
             "modules.*.websocket.http_config.bearer_token",
             "modules.*.tcp.tls_config.key",
@@ -646,5 +655,6 @@ mod secret_fields {
         assert!(looks_like_credential("client_secret"));
         assert!(looks_like_credential("key"));
         assert!(!looks_like_credential("keep_alive"));
+        assert!(!looks_like_credential("token_url"));
     }
 }

@@ -1051,6 +1051,16 @@ fn config_check_rejects_blackbox_s_invalid_testdata() {
             "unix:\n      query_response:\n        - expect: '^PONG'\n          expect_bytes: PONG",
             &["expect_bytes"],
         ),
+        (
+            "invalid-http-oauth2-jwt-bearer-signature-algorithm",
+            "http:\n      oauth2:\n        client_id: c\n        grant_type: urn:ietf:params:oauth:grant-type:jwt-bearer\n        client_certificate_key_file: /etc/k.pem\n        signature_algorithm: HS256\n        token_url: https://api.example.com/token",
+            &["http.oauth2.grant_type", "not supported"],
+        ),
+        (
+            "invalid-http-oauth2-jwt-bearer-key-and-key-file",
+            "http:\n      oauth2:\n        client_id: c\n        grant_type: urn:ietf:params:oauth:grant-type:jwt-bearer\n        client_certificate_key: abc\n        client_certificate_key_file: /etc/k.pem\n        token_url: https://api.example.com/token",
+            &["http.oauth2.grant_type", "not supported"],
+        ),
     ];
     let mut wrong = Vec::new();
     for (name, block, needles) in cases {

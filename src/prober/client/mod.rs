@@ -5,6 +5,7 @@
 //! without a reload), and the hyper connection it is sent on ([`conn`]).
 
 pub mod conn;
+pub mod oauth2;
 
 use http::header::{HeaderMap, HeaderValue};
 

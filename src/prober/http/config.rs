@@ -707,10 +707,7 @@ modules:
 
     #[test]
     fn unsupported_keys_say_so() {
-        for (body, key) in [
-            ("enable_http3: true", "enable_http3"),
-            ("oauth2:\n  client_id: x\n  token_url: http://t", "oauth2"),
-        ] {
+        for (body, key) in [("enable_http3: true", "enable_http3")] {
             let e = load_err(&http_module(body));
             assert_contains(
                 &e,
@@ -721,6 +718,144 @@ modules:
             );
         }
         load(&http_module("enable_http3: false")).expect("false is fine");
+    }
+
+    #[test]
+    fn oauth2_rules_follow_prometheus_common() {
+        let oauth = |body: &str| {
+            let indented: String = body.lines().map(|l| format!("  {l}\n")).collect();
+            format!("oauth2:\n{indented}")
+        };
+        let ok = "client_id: id\nclient_secret: s\ntoken_url: http://127.0.0.1/token";
+        for (extra, key, message) in [
+            (
+                "bearer_token: t",
+                "http.bearer_token",
+                "at most one of basic_auth, oauth2, bearer_token & bearer_token_file must be configured",
+            ),
+            (
+                "bearer_token_file: t",
+                "http.bearer_token",
+                "at most one of basic_auth, oauth2, bearer_token & bearer_token_file must be configured",
+            ),
+            (
+                "basic_auth:\n  username: u",
+                "http.oauth2",
+                "at most one of basic_auth, oauth2 & authorization must be configured",
+            ),
+            (
+                "authorization:\n  credentials: c",
+                "http.authorization",
+                "at most one of basic_auth, oauth2 & authorization must be configured",
+            ),
+        ] {
+            let e = load_err(&http_module(&format!("{}{extra}", oauth(ok))));
+            assert_contains(&e, &["module \"m\"", key, message]);
+        }
+        for (body, key, message) in [
+            (
+                "token_url: http://t/",
+                "http.oauth2.client_id",
+                "oauth2 client_id must be configured",
+            ),
+            (
+                "client_id: id",
+                "http.oauth2.token_url",
+                "oauth2 token_url must be configured",
+            ),
+            (
+                "client_id: id\ntoken_url: http://t/\nclient_secret: s\nclient_secret_file: f",
+                "http.oauth2.client_secret",
+                "at most one of oauth2 client_secret, client_secret_file & client_secret_ref must be configured",
+            ),
+            (
+                "client_id: id\ntoken_url: ftp://t/",
+                "http.oauth2.token_url",
+                "must be an http:// or https:// URL",
+            ),
+            (
+                "client_id: id\ntoken_url: 'http://u:pw-SECRET@ bad/'",
+                "http.oauth2.token_url",
+                "invalid token_url",
+            ),
+            (
+                "client_id: id\ntoken_url: http://t/\ngrant_type: urn:ietf:params:oauth:grant-type:jwt-bearer",
+                "http.oauth2.grant_type",
+                "is not supported by handshake_exporter (only client_credentials)",
+            ),
+            (
+                "client_id: id\ntoken_url: http://t/\nclient_certificate_key_file: k.pem",
+                "http.oauth2.client_certificate_key_file",
+                "client_certificate_key_file is not supported by handshake_exporter",
+            ),
+            (
+                "client_id: id\ntoken_url: http://t/\nclient_certificate_key: k",
+                "http.oauth2.client_certificate_key",
+                "client_certificate_key is not supported by handshake_exporter",
+            ),
+            (
+                "client_id: id\ntoken_url: http://t/\nscopes: [a]\nendpoint_params:\n  scope: b",
+                "http.oauth2.endpoint_params",
+                "cannot overwrite parameter \"scope\"",
+            ),
+            (
+                "client_id: id\ntoken_url: http://t/\nno_proxy: localhost",
+                "http.oauth2.no_proxy",
+                "if no_proxy is configured, proxy_url must also be configured",
+            ),
+            (
+                "client_id: id\ntoken_url: http://t/\nproxy_url: socks5://p:1080",
+                "http.oauth2.proxy_url",
+                "not supported by handshake_exporter",
+            ),
+            (
+                "client_id: id\ntoken_url: http://t/\ntls_config:\n  min_version: TLS10",
+                "http.oauth2.tls_config.min_version",
+                "TLS10 is not supported",
+            ),
+        ] {
+            let e = load_err(&http_module(&oauth(body)));
+            assert_contains(&e, &["module \"m\"", key, message]);
+            assert!(!e.contains("SECRET"), "{e}");
+        }
+        let e = load_err(&http_module(&oauth(
+            "client_id: id\ntoken_url: http://t/\nclient_secrett: x",
+        )));
+        assert_contains(&e, &["client_secrett"]);
+
+        let c = load(&http_module(&oauth(
+            "client_id: id\nclient_secret_file: secret.txt\nscopes: [a, b]\ntoken_url: 'https://u:p@auth.example:8443/t?x=1#frag'\ngrant_type: client_credentials\nendpoint_params:\n  audience: api\n  n: 1\ntls_config:\n  server_name: auth\nproxy_url: http://proxy:3128",
+        )))
+        .expect("loads");
+        let h = http(&c, "m");
+        assert!(h.client.authorization.is_none());
+        let o = h.client.oauth2.as_ref().expect("oauth2");
+        assert_eq!(o.client_id, "id");
+        assert!(
+            matches!(&o.client_secret, Some(SecretSource::File(p)) if p == &Path::new(BASE).join("secret.txt"))
+        );
+        assert_eq!(o.scopes, vec!["a", "b"]);
+        assert_eq!(o.token_url.as_str(), "https://auth.example:8443/t?x=1");
+        assert_eq!(
+            o.endpoint_params,
+            vec![("audience".into(), "api".into()), ("n".into(), "1".into())]
+        );
+        assert_eq!(o.tls.server_name_for(None, "x"), "auth");
+        assert!(o.proxy.as_ref().is_some_and(|p| p.url.is_some()));
+        // The module's own TLS client is not the token endpoint's.
+        assert_eq!(h.client.tls.server_name_for(None, "x"), "x");
+
+        let c = load(&http_module(&oauth(ok))).expect("loads");
+        let masked = &module(&c, "m").masked_yaml;
+        assert!(masked.contains("client_secret: <secret>"), "{masked}");
+        assert!(masked.contains("client_id: id"), "{masked}");
+        // Each load has a cache of its own: a reload never reuses a token.
+        let again = load(&http_module(&oauth(ok))).expect("loads");
+        let (a, b) = (
+            http(&c, "m").client.oauth2.clone().expect("oauth2"),
+            http(&again, "m").client.oauth2.clone().expect("oauth2"),
+        );
+        assert!(!std::sync::Arc::ptr_eq(&a, &b));
     }
 
     #[test]

@@ -29,7 +29,7 @@ use super::{ProbeContext, tls_metrics};
 use crate::config::{ConfigError, Ctx};
 use crate::net::address::unbracket;
 use crate::net::userinfo;
-use crate::prober::client::{authority, may_carry_credentials};
+use crate::prober::client::{authority, may_carry_credentials, oauth2};
 pub use config::{HttpProbeFile, HttpSettings};
 use metrics::{FinalResponse, HTTP_DURATION};
 
@@ -144,6 +144,9 @@ async fn fetch(
     let mut cookies = request::CookieJar::default();
     let mut redirects: u32 = 0;
     let first = dest.url.clone();
+    // The oauth2 token, fetched for the first hop that may carry it and
+    // reused by the later ones.
+    let mut token: Option<http::HeaderValue> = None;
     loop {
         cx.log.info(
             "Making HTTP request",
@@ -165,11 +168,24 @@ async fn fetch(
             );
             request::Credentials::Withhold
         };
+        if let (request::Credentials::Send { .. }, Some(o), None) =
+            (credentials, &s.client.oauth2, &token)
+        {
+            token = Some(
+                oauth2::authorization(cx, s.address, o)
+                    .await
+                    .inspect_err(|e| {
+                        cx.log
+                            .error("Error fetching oauth2 token", &[("err", &e.message)])
+                    })?,
+            );
+        }
         let headers = request::hop_headers(
             s,
             cookies.header_for(&dest.host_header).as_deref(),
             !body.is_empty(),
             credentials,
+            token.as_ref(),
         )
         .await?;
         let hop = hop::round_trip(

@@ -76,11 +76,14 @@ pub enum Credentials<'a> {
 }
 
 /// All headers of one hop except Host (h1 sets it, h2 uses :authority).
+/// `oauth2`: the module's oauth2 `Authorization` value, sent only with
+/// [`Credentials::Send`] like every other credential.
 pub async fn hop_headers(
     s: &HttpSettings,
     cookie: Option<&str>,
     has_body: bool,
     credentials: Credentials<'_>,
+    oauth2: Option<&HeaderValue>,
 ) -> Result<HeaderMap, ProbeFailure> {
     let send = matches!(credentials, Credentials::Send { .. });
     let mut headers = HeaderMap::new();
@@ -102,7 +105,12 @@ pub async fn hop_headers(
     if let Credentials::Send { userinfo } = credentials {
         // The module's authorization wins over user info, as in Go (the
         // client config's round tripper sets the header last).
-        let auth = match authorization_value(&s.client).await? {
+        // oauth2 excludes the other kinds of authorization (load checks).
+        let module_auth = match oauth2 {
+            Some(token) => Some(token.clone()),
+            None => authorization_value(&s.client).await?,
+        };
+        let auth = match module_auth {
             Some(auth) => Some(auth),
             None => userinfo::basic_authorization(userinfo).and_then(|a| secret_header(&a)),
         };

@@ -219,6 +219,13 @@ pub fn build(ctx: &Ctx<'_>, w: &WebSocketProbeFile) -> Result<WebSocketSettings,
     let extra_headers = extra_headers(ctx, "websocket.headers", &structured, false)?;
 
     let inline = w.client_config();
+    // blackbox ignores oauth2 for websocket; here it stays a load error.
+    if inline.oauth2.is_some() {
+        return Err(ctx.unsupported("websocket.oauth2"));
+    }
+    if w.http_config.as_ref().is_some_and(|c| c.oauth2.is_some()) {
+        return Err(ctx.unsupported("websocket.http_config.oauth2"));
+    }
     let inline_set = inline != ClientConfigFile::default();
     let mut client = match (inline_set, &w.http_config) {
         (true, Some(_)) => {
