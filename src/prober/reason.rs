@@ -216,8 +216,60 @@ pub fn net_reason(e: &NetError) -> FailureReason {
             ProxyError::Closed => R::ConnectionReset,
             ProxyError::HeadTooLong | ProxyError::Refused { .. } => R::NetworkError,
         },
+        NetError::Quic(q) => quic_reason(q),
         NetError::ServerName { .. } => R::InvalidTarget,
         NetError::Forbidden(_) => R::TargetForbidden,
+    }
+}
+
+/// The reason for a QUIC connection that failed other than by TLS (a TLS
+/// failure in the QUIC handshake is a [`NetError::Tls`], an ICMP port
+/// unreachable a refused [`NetError::Io`]): no answer in time is a
+/// timeout, a peer that reset or closed it is a reset, the rest (version
+/// or protocol errors) a network error.
+pub fn quic_reason(e: &quinn::ConnectionError) -> FailureReason {
+    use quinn::ConnectionError as Q;
+    match e {
+        Q::TimedOut => FailureReason::Timeout,
+        Q::Reset | Q::ConnectionClosed(_) | Q::ApplicationClosed(_) => {
+            FailureReason::ConnectionReset
+        }
+        _ => FailureReason::NetworkError,
+    }
+}
+
+/// The reason for an HTTP/3 connection error (h3 over quinn): the QUIC
+/// error underneath decides when there is one.
+pub fn h3_connection_reason(e: &h3::error::ConnectionError) -> FailureReason {
+    use h3::error::ConnectionError as C;
+    use h3::quic::ConnectionErrorIncoming as I;
+    match e {
+        C::Timeout { .. } => FailureReason::Timeout,
+        C::Remote { 0: I::Timeout, .. } => FailureReason::Timeout,
+        C::Remote {
+            0: I::ApplicationClose { .. },
+            ..
+        } => FailureReason::ConnectionReset,
+        C::Remote {
+            0: I::Undefined(inner),
+            ..
+        } => inner
+            .downcast_ref::<quinn::ConnectionError>()
+            .map(quic_reason)
+            .unwrap_or(FailureReason::NetworkError),
+        _ => FailureReason::NetworkError,
+    }
+}
+
+/// The reason for an HTTP/3 request stream error: its connection's error,
+/// a peer that reset the stream or is going away, else a network error
+/// (a protocol violation, a header section too big).
+pub fn h3_stream_reason(e: &h3::error::StreamError) -> FailureReason {
+    use h3::error::StreamError as S;
+    match e {
+        S::ConnectionError { 0: c, .. } => h3_connection_reason(c),
+        S::RemoteTerminate { .. } | S::RemoteClosing { .. } => FailureReason::ConnectionReset,
+        _ => FailureReason::NetworkError,
     }
 }
 

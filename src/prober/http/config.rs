@@ -2,6 +2,8 @@
 //! config inlined: the block as written, its validation, and the settings a
 //! probe uses.
 
+use std::sync::Arc;
+
 use serde::{Deserialize, Serialize};
 
 use crate::config::client::{
@@ -12,6 +14,7 @@ use crate::config::file::{ByteString, Headers, Scalar, Unsupported, is_default};
 use crate::config::load::{non_empty, show_address};
 use crate::config::{ConfigError, Ctx};
 use crate::net::address::AddressPolicy;
+use crate::net::quic::QuicClient;
 
 client_config_block! {
     /// `http:` as written.
@@ -59,7 +62,7 @@ client_config_block! {
         pub ip_protocol_fallback: Option<bool>,
         #[serde(skip_serializing_if = "is_default")]
         pub skip_resolve_phase_with_proxy: bool,
-        /// Only `false` is accepted (QUIC is not implemented).
+        /// HTTP/3 over QUIC (needs `enable_http2: false`).
         #[serde(skip_serializing_if = "is_default")]
         pub enable_http3: Option<bool>,
     }
@@ -125,6 +128,9 @@ pub struct HttpSettings {
     pub address: AddressPolicy,
     pub skip_resolve_phase_with_proxy: bool,
     pub client: ClientSettings,
+    /// `enable_http3`: the module's QUIC client (built at load); every
+    /// request of the probe goes over HTTP/3.
+    pub http3: Option<Arc<QuicClient>>,
 }
 
 /// blackbox's `isCompressionAcceptEncodingValid`: the chosen encoding (or
@@ -198,9 +204,6 @@ pub fn build(ctx: &Ctx<'_>, h: &HttpProbeFile) -> Result<HttpSettings, ConfigErr
     }
     if h.fail_if_body_json_not_matches_cel.is_set() {
         return Err(ctx.unsupported("http.fail_if_body_json_not_matches_cel"));
-    }
-    if h.enable_http3 == Some(true) {
-        return Err(ctx.unsupported("http.enable_http3"));
     }
 
     let method = match non_empty(&h.method) {
@@ -288,7 +291,14 @@ pub fn build(ctx: &Ctx<'_>, h: &HttpProbeFile) -> Result<HttpSettings, ConfigErr
                 .collect()
         };
 
+    let client = build_client(ctx, "http", &h.client())?;
+    let http3 = match h.enable_http3 {
+        Some(true) => Some(http3_client(ctx, h, &client)?),
+        _ => None,
+    };
+
     Ok(HttpSettings {
+        http3,
         valid_status_codes: h.valid_status_codes.clone(),
         valid_http_versions: h.valid_http_versions.clone(),
         method,
@@ -319,8 +329,43 @@ pub fn build(ctx: &Ctx<'_>, h: &HttpProbeFile) -> Result<HttpSettings, ConfigErr
         )?,
         address: ctx.address_policy("http", &h.preferred_ip_protocol, h.ip_protocol_fallback)?,
         skip_resolve_phase_with_proxy: h.skip_resolve_phase_with_proxy,
-        client: build_client(ctx, "http", &h.client())?,
+        client,
     })
+}
+
+/// `enable_http3: true`, checked as blackbox does — `enable_http2` must be
+/// false and `valid_http_versions` (if set) hold only `HTTP/3.0` — plus
+/// what QUIC cannot do here: go through an HTTP proxy, or use TLS 1.2. The
+/// QUIC client is built now, once per module.
+fn http3_client(
+    ctx: &Ctx<'_>,
+    h: &HttpProbeFile,
+    client: &ClientSettings,
+) -> Result<Arc<QuicClient>, ConfigError> {
+    const KEY: &str = "http.enable_http3";
+    if client.enable_http2 {
+        return Err(ctx.err(
+            KEY,
+            "enable_http3 requires enable_http2: false (HTTP/2 is on by default)",
+        ));
+    }
+    if let Some(other) = h.valid_http_versions.iter().find(|v| *v != "HTTP/3.0") {
+        return Err(ctx.err(
+            KEY,
+            format!(
+                "with enable_http3, valid_http_versions may only contain \"HTTP/3.0\", not {other:?}"
+            ),
+        ));
+    }
+    if client.proxy.is_some() {
+        return Err(ctx.err(
+            KEY,
+            "enable_http3 cannot be combined with proxy_url or proxy_from_environment: QUIC does not go through an HTTP proxy",
+        ));
+    }
+    QuicClient::build(&client.tls)
+        .map(Arc::new)
+        .map_err(|e| ctx.err(KEY, format!("enable_http3: {e}")))
 }
 
 /// The block as shown: defaults filled in, the deprecated
@@ -706,7 +751,6 @@ modules:
     #[test]
     fn unsupported_keys_say_so() {
         for (body, key) in [
-            ("enable_http3: true", "enable_http3"),
             ("oauth2:\n  client_id: x\n  token_url: http://t", "oauth2"),
             (
                 "fail_if_body_json_matches_cel: 'body.ok == false'",
@@ -727,6 +771,50 @@ modules:
             );
         }
         load(&http_module("enable_http3: false")).expect("false is fine");
+    }
+
+    #[test]
+    fn http3_rules_follow_blackbox() {
+        let c = load(&http_module(
+            "enable_http3: true\nenable_http2: false\nvalid_http_versions: [HTTP/3.0]",
+        ))
+        .expect("loads");
+        assert!(http(&c, "m").http3.is_some());
+        let c = load(&http_module("enable_http3: true\nenable_http2: false")).expect("loads");
+        assert!(http(&c, "m").http3.is_some());
+        let c = load(&http_module("enable_http2: false")).expect("loads");
+        assert!(http(&c, "m").http3.is_none());
+        for (body, words) in [
+            (
+                "enable_http3: true",
+                &["http.enable_http3", "requires enable_http2: false"][..],
+            ),
+            (
+                "enable_http3: true\nenable_http2: true",
+                &["http.enable_http3", "requires enable_http2: false"],
+            ),
+            (
+                "enable_http3: true\nenable_http2: false\nvalid_http_versions: [HTTP/3.0, HTTP/1.1]",
+                &["http.enable_http3", "valid_http_versions", "\"HTTP/1.1\""],
+            ),
+            (
+                "enable_http3: true\nenable_http2: false\nvalid_http_versions: [HTTP/2.0]",
+                &["http.enable_http3", "\"HTTP/2.0\""],
+            ),
+            (
+                "enable_http3: true\nenable_http2: false\nproxy_url: http://proxy:3128",
+                &["http.enable_http3", "proxy"],
+            ),
+            (
+                "enable_http3: true\nenable_http2: false\ntls_config:\n  max_version: TLS12",
+                &["http.enable_http3", "TLS 1.3"],
+            ),
+        ] {
+            let e = load_err(&http_module(body));
+            let mut want = vec!["module \"m\""];
+            want.extend_from_slice(words);
+            assert_contains(&e, &want);
+        }
     }
 
     #[test]

@@ -11,10 +11,11 @@ use std::net::IpAddr;
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderValue};
 use http_body_util::Full;
-use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 
+use super::body::ResponseBody;
 use super::config::HttpSettings;
+use super::h3::{self as http3, H3Link};
 use super::metrics::HTTP_DURATION;
 use crate::net::Endpoint;
 use crate::net::address::unbracket;
@@ -42,10 +43,17 @@ pub struct Hop<'a> {
 
 /// The response head of one hop, with the connection kept alive for the body.
 pub struct HopResponse {
-    pub response: http::Response<Incoming>,
+    pub response: http::Response<ResponseBody>,
     /// The TLS handshake of this hop, when it was https.
     pub tls: Option<TlsInfo>,
-    pub connection: ConnectionTask,
+    pub connection: Link,
+}
+
+/// What keeps a hop's connection open until the body is read; dropping it
+/// closes the connection.
+pub enum Link {
+    Hyper(ConnectionTask),
+    H3(H3Link),
 }
 
 /// Whether `url` goes through the module's proxy.
@@ -54,7 +62,7 @@ pub fn proxied(s: &HttpSettings, url: &url::Url) -> bool {
     proxy_for(&s.client, url.scheme() == "https", &host, port).is_some()
 }
 
-fn host_port(url: &url::Url) -> (String, u16) {
+pub fn host_port(url: &url::Url) -> (String, u16) {
     let https = url.scheme() == "https";
     let host = unbracket(url.host_str().unwrap_or_default()).to_string();
     let port = url
@@ -71,6 +79,9 @@ pub async fn round_trip(
     s: &HttpSettings,
     hop: Hop<'_>,
 ) -> Result<HopResponse, ProbeFailure> {
+    if let Some(quic) = &s.http3 {
+        return http3::round_trip(cx, s, quic, hop).await;
+    }
     let https = hop.url.scheme() == "https";
     let (host, port) = host_port(hop.url);
     let proxy = proxy_for(&s.client, https, &host, port);
@@ -170,8 +181,8 @@ pub async fn round_trip(
     };
     processing.finish();
     Ok(HopResponse {
-        response,
+        response: response.map(ResponseBody::Hyper),
         tls,
-        connection,
+        connection: Link::Hyper(connection),
     })
 }

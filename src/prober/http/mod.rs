@@ -12,6 +12,7 @@
 pub mod body;
 pub mod checks;
 pub mod config;
+pub mod h3;
 pub mod hop;
 pub mod metrics;
 pub mod request;
@@ -73,7 +74,8 @@ impl Destination {
         target: &str,
         s: &HttpSettings,
     ) -> Result<Self, ProbeFailure> {
-        let url = request::parse_target(target)?;
+        let mut url = request::parse_target(target)?;
+        upgrade_for_http3(cx, s, &mut url);
         let url_host = unbracket(url.host_str().unwrap_or_default()).to_string();
         let host_override = cx.hostname.map(str::to_string).or_else(|| s.host.clone());
         let address = if s.skip_resolve_phase_with_proxy && hop::proxied(s, &url) {
@@ -219,7 +221,7 @@ async fn fetch(
             );
             return Ok(done(hop, MAX_REDIRECTS + 1, true, true));
         }
-        let next = match dest.url.join(&location) {
+        let mut next = match dest.url.join(&location) {
             Ok(next) if matches!(next.scheme(), "http" | "https") => next,
             _ => {
                 cx.log
@@ -227,6 +229,7 @@ async fn fetch(
                 return Ok(done(hop, redirects, true, false));
             }
         };
+        upgrade_for_http3(cx, s, &mut next);
         redirects += 1;
         // Go: 301/302 turn POST into GET, 303 turns everything but HEAD
         // into GET; 307/308 keep method and body.
@@ -239,6 +242,18 @@ async fn fetch(
         }
         drop(hop);
         dest = dest.redirect(cx, next);
+    }
+}
+
+/// With `enable_http3` every request is HTTP/3, which is always TLS: an
+/// `http://` target or redirect location is upgraded to `https://` (its
+/// port kept, or 443), as blackbox does.
+fn upgrade_for_http3(cx: &ProbeContext<'_>, s: &HttpSettings, url: &mut url::Url) {
+    if s.http3.is_some() && url.scheme() == "http" && url.set_scheme("https").is_ok() {
+        cx.log.info(
+            "HTTP/3: upgraded the URL to https",
+            &[("url", &userinfo::redact(url.as_str()))],
+        );
     }
 }
 
@@ -351,9 +366,8 @@ fn body_limit(s: &HttpSettings, max_body_bytes: u64) -> Option<body::Limit> {
 fn content_length(
     parts: &http::response::Parts,
     method: &http::Method,
-    body: &hyper::body::Incoming,
+    body: &body::ResponseBody,
 ) -> i64 {
-    use hyper::body::Body as _;
     if let Some(n) = parts
         .headers
         .get(http::header::CONTENT_LENGTH)
