@@ -125,9 +125,10 @@ impl Connector<'_> {
         let peer = socket.peer_addr().map_err(NetError::Io)?;
         let socket = socket.into_std().map_err(NetError::Io)?;
         let runtime = Arc::new(ProbeRuntime::default());
-        let refused = Arc::new(AtomicBool::new(false));
+        let refused = Arc::new(Refused::default());
         let watched = Arc::new(WatchedSocket {
-            inner: TokioRuntime.wrap_udp_socket(socket).map_err(NetError::Io)?,
+            state: quinn::udp::UdpSocketState::new((&socket).into()).map_err(NetError::Io)?,
+            io: tokio::net::UdpSocket::from_std(socket).map_err(NetError::Io)?,
             refused: refused.clone(),
         });
         // A failure below drops the endpoint and the runtime: the driver is
@@ -148,18 +149,21 @@ impl Connector<'_> {
         let connecting = quic
             .connect_with(client.config(&recorder), peer, name)
             .map_err(|e| connect_error(e, name))?;
-        let result = connecting.await;
+        let result = tokio::select! {
+            r = connecting => Some(r),
+            () = refused.notify.notified() => None,
+        };
         drop(handshake);
         let chain = recorder.snapshot();
         let connection = match result {
-            Ok(c) => c,
-            Err(e) if refused.load(Ordering::Relaxed) => {
+            Some(Ok(c)) => c,
+            None => {
                 return Err(NetError::Io(io::Error::new(
                     io::ErrorKind::ConnectionRefused,
-                    format!("QUIC handshake with {peer}: port unreachable ({e})"),
+                    format!("QUIC handshake with {peer}: port unreachable (ICMP)"),
                 )));
             }
-            Err(e) => return Err(handshake_error(e, chain)),
+            Some(Err(e)) => return Err(handshake_error(e, chain)),
         };
         let alpn = connection
             .handshake_data()
@@ -273,33 +277,56 @@ impl Runtime for ProbeRuntime {
     }
 }
 
-/// The connected UDP socket, noting an ICMP port unreachable (reported
-/// as "connection refused" on a connected socket): quinn only logs socket
-/// errors, and the probe wants `connect_refused` rather than a timeout.
+/// The connected UDP socket (quinn-udp's state over a tokio socket, as
+/// quinn's own tokio socket), noting an ICMP port unreachable — reported
+/// as "connection refused" on a connected socket, which quinn's own socket
+/// swallows — so the probe fails at once with `connect_refused` instead of
+/// waiting for its deadline.
 #[derive(Debug)]
 struct WatchedSocket {
-    inner: Arc<dyn AsyncUdpSocket>,
-    refused: Arc<AtomicBool>,
+    io: tokio::net::UdpSocket,
+    state: quinn::udp::UdpSocketState,
+    refused: Arc<Refused>,
 }
 
-impl WatchedSocket {
-    fn note<T>(&self, r: io::Result<T>) -> io::Result<T> {
-        if let Err(e) = &r
-            && e.kind() == io::ErrorKind::ConnectionRefused
+/// Set (and announced) when the peer's port is unreachable.
+#[derive(Debug, Default)]
+struct Refused {
+    seen: AtomicBool,
+    notify: tokio::sync::Notify,
+}
+
+impl Refused {
+    fn note(&self, e: &io::Error) {
+        if e.kind() == io::ErrorKind::ConnectionRefused && !self.seen.swap(true, Ordering::Relaxed)
         {
-            self.refused.store(true, Ordering::Relaxed);
+            self.notify.notify_one();
         }
-        r
     }
 }
 
 impl AsyncUdpSocket for WatchedSocket {
     fn create_io_poller(self: Arc<Self>) -> Pin<Box<dyn UdpPoller>> {
-        self.inner.clone().create_io_poller()
+        Box::pin(WritablePoller {
+            socket: self,
+            fut: None,
+        })
     }
 
     fn try_send(&self, transmit: &Transmit) -> io::Result<()> {
-        self.note(self.inner.try_send(transmit))
+        let sent = self.io.try_io(tokio::io::Interest::WRITABLE, || {
+            self.state.try_send((&self.io).into(), transmit)
+        });
+        match sent {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Err(e),
+            // Anything else is a datagram lost (as quinn-udp treats it);
+            // a refusal is noted.
+            Err(e) => {
+                self.refused.note(&e);
+                Ok(())
+            }
+        }
     }
 
     fn poll_recv(
@@ -308,26 +335,61 @@ impl AsyncUdpSocket for WatchedSocket {
         bufs: &mut [IoSliceMut<'_>],
         meta: &mut [RecvMeta],
     ) -> Poll<io::Result<usize>> {
-        match self.inner.poll_recv(cx, bufs, meta) {
-            Poll::Ready(r) => Poll::Ready(self.note(r)),
-            Poll::Pending => Poll::Pending,
+        loop {
+            if let Err(e) = std::task::ready!(self.io.poll_recv_ready(cx)) {
+                return Poll::Ready(Err(e));
+            }
+            match self.io.try_io(tokio::io::Interest::READABLE, || {
+                self.state.recv((&self.io).into(), bufs, meta)
+            }) {
+                Ok(n) => return Poll::Ready(Ok(n)),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) => self.refused.note(&e),
+            }
         }
     }
 
     fn local_addr(&self) -> io::Result<SocketAddr> {
-        self.inner.local_addr()
+        self.io.local_addr()
     }
 
     fn max_transmit_segments(&self) -> usize {
-        self.inner.max_transmit_segments()
+        self.state.max_gso_segments()
     }
 
     fn max_receive_segments(&self) -> usize {
-        self.inner.max_receive_segments()
+        self.state.gro_segments()
     }
 
     fn may_fragment(&self) -> bool {
-        self.inner.may_fragment()
+        self.state.may_fragment()
+    }
+}
+
+/// Waits until the socket is writable again after a send would block.
+struct WritablePoller {
+    socket: Arc<WatchedSocket>,
+    fut: Option<Pin<Box<dyn Future<Output = io::Result<()>> + Send + Sync>>>,
+}
+
+impl fmt::Debug for WritablePoller {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WritablePoller").finish_non_exhaustive()
+    }
+}
+
+impl UdpPoller for WritablePoller {
+    fn poll_writable(self: Pin<&mut Self>, cx: &mut Context) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let socket = this.socket.clone();
+        let fut = this
+            .fut
+            .get_or_insert_with(|| Box::pin(async move { socket.io.writable().await }));
+        let ready = fut.as_mut().poll(cx);
+        if ready.is_ready() {
+            this.fut = None;
+        }
+        ready
     }
 }
 

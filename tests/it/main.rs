@@ -30,6 +30,7 @@ mod e2e_prometheus;
 mod flags;
 mod grpc_prober;
 mod hostile;
+mod http3_prober;
 mod http_prober;
 mod icmp_prober;
 mod landing_chromium;
