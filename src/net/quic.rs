@@ -58,9 +58,8 @@ impl fmt::Debug for QuicClient {
 
 impl QuicClient {
     pub fn build(tls: &TlsClient) -> Result<Self, TlsBuildError> {
-        let crypto = QuicClientConfig::try_from(tls.quic_config()?).map_err(|e| {
-            TlsBuildError::Rustls(rustls::Error::General(format!("QUIC: {e}")))
-        })?;
+        let crypto = QuicClientConfig::try_from(tls.quic_config()?)
+            .map_err(|e| TlsBuildError::Rustls(rustls::Error::General(format!("QUIC: {e}"))))?;
         let mut transport = quinn::TransportConfig::default();
         // One request per connection: no streams for the server to open
         // towards us but HTTP/3's own unidirectional ones.
@@ -145,7 +144,10 @@ impl Connector<'_> {
         let handshake = PhaseTimer::start(observer, Phase::Tls);
         let recorder = ChainRecorder::default();
         let name = address::unbracket(server_name);
-        observer.note("QUIC handshake", &[("address", &peer), ("server_name", &name)]);
+        observer.note(
+            "QUIC handshake",
+            &[("address", &peer), ("server_name", &name)],
+        );
         let connecting = quic
             .connect_with(client.config(&recorder), peer, name)
             .map_err(|e| connect_error(e, name))?;

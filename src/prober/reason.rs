@@ -415,6 +415,24 @@ mod tests {
         ] {
             assert_eq!(net_reason(&tls(problem)), want, "{problem:?}");
         }
+        for (quic, want) in [
+            (quinn::ConnectionError::TimedOut, FailureReason::Timeout),
+            (
+                quinn::ConnectionError::Reset,
+                FailureReason::ConnectionReset,
+            ),
+            (
+                quinn::ConnectionError::VersionMismatch,
+                FailureReason::NetworkError,
+            ),
+            (
+                quinn::ConnectionError::LocallyClosed,
+                FailureReason::NetworkError,
+            ),
+        ] {
+            assert_eq!(quic_reason(&quic), want, "{quic:?}");
+            assert_eq!(net_reason(&NetError::Quic(quic)), want);
+        }
         assert_eq!(
             websocket_reason(None, WsActivity::Expecting),
             FailureReason::ExpectFailed

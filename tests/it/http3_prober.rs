@@ -45,7 +45,11 @@ fn assert_value(o: &Outcome, name: &str, labels: &[(&str, &str)], want: f64) {
 /// of N redirects to `/`; `/echo` the request body; `/big` 64 KiB.
 fn handler() -> Handler {
     Arc::new(|s: &Seen| {
-        let path = s.uri.split("://").nth(1).and_then(|r| r.find('/').map(|i| &r[i..]));
+        let path = s
+            .uri
+            .split("://")
+            .nth(1)
+            .and_then(|r| r.find('/').map(|i| &r[i..]));
         let path = path.unwrap_or("/");
         if let Some(code) = path.strip_prefix("/status/") {
             return Reply::new(code.parse().unwrap_or(500), b"status");
@@ -130,9 +134,13 @@ async fn status_codes_and_versions_are_checked() {
     let o = probe(&pki, "", &server.url("/status/404")).await;
     o.assert_reason("http_status");
     assert_value(&o, "probe_http_status_code", &[], 404.0);
-    probe(&pki, "valid_status_codes: [404]", &server.url("/status/404"))
-        .await
-        .assert_success();
+    probe(
+        &pki,
+        "valid_status_codes: [404]",
+        &server.url("/status/404"),
+    )
+    .await
+    .assert_success();
     // A version list that admits HTTP/3.0 only: the load rule; the check
     // itself is exercised by a module without the list and a response on
     // HTTP/3 (HTTP/3.0 is what it compares).
@@ -174,7 +182,12 @@ async fn regexes_and_body_limits_apply() {
     )
     .await;
     o.assert_success();
-    assert!(server.seen().iter().any(|s| s.method == "POST" && s.body == b"ping-over-h3"));
+    assert!(
+        server
+            .seen()
+            .iter()
+            .any(|s| s.method == "POST" && s.body == b"ping-over-h3")
+    );
 }
 
 #[tokio::test]
@@ -208,7 +221,8 @@ async fn untrusted_and_mismatched_certificates_are_tls_reasons() {
         self_signed.earliest_expiry() as f64,
     );
     assert!(server.seen().is_empty());
-    let insecure = module(&pki, "", "").replace("ca_file:", "insecure_skip_verify: true\n        # ca_file:");
+    let insecure =
+        module(&pki, "", "").replace("ca_file:", "insecure_skip_verify: true\n        # ca_file:");
     probe_with(&insecure, &server.url("/"), TIMEOUT)
         .await
         .assert_success();
@@ -256,7 +270,10 @@ async fn a_silent_peer_ends_at_the_deadline_and_the_socket_is_closed() {
         "{:?}",
         o.elapsed
     );
-    assert!(got.load(std::sync::atomic::Ordering::Relaxed) > 0, "no Initial sent");
+    assert!(
+        got.load(std::sync::atomic::Ordering::Relaxed) > 0,
+        "no Initial sent"
+    );
     // The handshake was where the deadline cut it.
     assert!(o.value("probe_http_duration_seconds", &[("phase", "tls")]) > Some(0.5));
     // Its socket is gone once quinn's aborted tasks are dropped.
@@ -339,8 +356,12 @@ async fn hypercorn_over_http3_end_to_end() {
     let pki = Pki::new();
     let leaf = pki.localhost_leaf();
     let hypercorn = Hypercorn::start(&leaf);
-    let tls = format!("      tls_config:\n        ca_file: {}\n", pki.ca_file().display());
-    let h3 = "      enable_http3: true\n      enable_http2: false\n      preferred_ip_protocol: ip4\n";
+    let tls = format!(
+        "      tls_config:\n        ca_file: {}\n",
+        pki.ca_file().display()
+    );
+    let h3 =
+        "      enable_http3: true\n      enable_http2: false\n      preferred_ip_protocol: ip4\n";
     let exporter = Exporter::start(&format!(
         "modules:\n\
          \x20 h3:\n    prober: http\n    http:\n{h3}{tls}      valid_http_versions: [HTTP/3.0]\n      fail_if_body_not_matches_regexp: ['hello from hypercorn']\n      fail_if_header_not_matches:\n        - header: X-Server\n          regexp: hypercorn\n\
@@ -352,11 +373,15 @@ async fn hypercorn_over_http3_end_to_end() {
 
     // hypercorn's QUIC side may need a moment after its TCP side listens.
     let started = Instant::now();
-    let mut m = exporter.probe_metrics(&format!("https://{base}/"), "h3").await;
+    let mut m = exporter
+        .probe_metrics(&format!("https://{base}/"), "h3")
+        .await;
     while m.value("probe_success", &[]) != Some(1.0) && started.elapsed() < Duration::from_secs(10)
     {
         tokio::time::sleep(Duration::from_millis(200)).await;
-        m = exporter.probe_metrics(&format!("https://{base}/"), "h3").await;
+        m = exporter
+            .probe_metrics(&format!("https://{base}/"), "h3")
+            .await;
     }
     assert_eq!(m.value("probe_success", &[]), Some(1.0), "{m:?}");
     assert_eq!(m.value("probe_http_status_code", &[]), Some(200.0));

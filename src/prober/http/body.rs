@@ -112,7 +112,7 @@ impl Decoder {
 /// A response body: hyper's (HTTP/1.1, HTTP/2) or an HTTP/3 stream's.
 pub enum ResponseBody {
     Hyper(Incoming),
-    H3(H3Body),
+    H3(Box<H3Body>),
 }
 
 impl ResponseBody {

@@ -19,9 +19,7 @@ use crate::net::quic::{QuicClient, QuicConnection};
 use crate::net::{Connector, Endpoint};
 use crate::prober::ProbeContext;
 use crate::prober::connect;
-use crate::prober::reason::{
-    FailureReason, ProbeFailure, h3_connection_reason, h3_stream_reason,
-};
+use crate::prober::reason::{FailureReason, ProbeFailure, h3_connection_reason, h3_stream_reason};
 
 type Sender = h3::client::SendRequest<h3_quinn::OpenStreams, Bytes>;
 type Stream = h3::client::RequestStream<h3_quinn::BidiStream<Bytes>, Bytes>;
@@ -98,16 +96,12 @@ pub async fn round_trip(
     let tls = quic.tls.clone();
 
     let processing = cx.phase(&HTTP_DURATION, "processing");
-    let (mut driver, mut sender) = h3::client::new(h3_quinn::Connection::new(
-        quic.connection.clone(),
-    ))
-    .await
-    .map_err(|e| {
-        ProbeFailure::new(
-            h3_connection_reason(&e),
-            format!("HTTP/3 connection: {e}"),
-        )
-    })?;
+    let (mut driver, mut sender) =
+        h3::client::new(h3_quinn::Connection::new(quic.connection.clone()))
+            .await
+            .map_err(|e| {
+                ProbeFailure::new(h3_connection_reason(&e), format!("HTTP/3 connection: {e}"))
+            })?;
     let driver = tokio::spawn(async move {
         let _ = std::future::poll_fn(|c| driver.poll_close(c)).await;
     });
@@ -154,9 +148,9 @@ pub async fn round_trip(
     processing.finish();
     link.sender = Some(sender);
     Ok(HopResponse {
-        response: response.map(|()| ResponseBody::H3(H3Body(stream))),
+        response: response.map(|()| ResponseBody::H3(Box::new(H3Body(stream)))),
         tls: Some(tls),
-        connection: Link::H3(link),
+        connection: Link::H3(Box::new(link)),
     })
 }
 

@@ -53,7 +53,7 @@ pub struct HopResponse {
 /// closes the connection.
 pub enum Link {
     Hyper(ConnectionTask),
-    H3(H3Link),
+    H3(Box<H3Link>),
 }
 
 /// Whether `url` goes through the module's proxy.

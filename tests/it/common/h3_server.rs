@@ -117,10 +117,8 @@ async fn serve(
         let seen = seen.clone();
         tokio::spawn(async move {
             let Ok(conn) = incoming.await else { return };
-            let Ok(mut h3) = h3::server::Connection::<_, Bytes>::new(
-                h3_quinn::Connection::new(conn),
-            )
-            .await
+            let Ok(mut h3) =
+                h3::server::Connection::<_, Bytes>::new(h3_quinn::Connection::new(conn)).await
             else {
                 return;
             };
