@@ -2340,7 +2340,6 @@ fn unimplemented_keys_are_load_errors() {
             "fail_if_body_json_not_matches_cel",
             "fail_if_body_json_not_matches_cel: 'body.ok'\n",
         ),
-        ("enable_http3", "enable_http3: true\n"),
     ] {
         let err = load_str(&module_yaml(yaml), Path::new("/"))
             .err()
