@@ -139,7 +139,7 @@ impl Connector<'_> {
             runtime.clone(),
         )
         .map_err(NetError::Io)?;
-        let guard = AbortOnDrop(runtime.clone());
+        let mut guard = AbortOnDrop(Some(runtime.clone()));
 
         let handshake = PhaseTimer::start(observer, Phase::Tls);
         let recorder = ChainRecorder::default();
@@ -181,7 +181,7 @@ impl Connector<'_> {
             alpn,
         };
         observer.note("QUIC handshake done", &[("address", &peer)]);
-        std::mem::forget(guard);
+        guard.0 = None;
         Ok(QuicConnection {
             connection,
             tls,
@@ -230,13 +230,15 @@ fn is_crypto(code: quinn::TransportErrorCode) -> bool {
     (0x100..0x200).contains(&u64::from(code))
 }
 
-/// Aborts the runtime's tasks unless forgotten (the handshake's failure
-/// paths).
-struct AbortOnDrop(Arc<ProbeRuntime>);
+/// Aborts the runtime's tasks unless disarmed (the handshake's failure
+/// paths, and its cancellation by the deadline).
+struct AbortOnDrop(Option<Arc<ProbeRuntime>>);
 
 impl Drop for AbortOnDrop {
     fn drop(&mut self) {
-        self.0.abort_all();
+        if let Some(runtime) = &self.0 {
+            runtime.abort_all();
+        }
     }
 }
 

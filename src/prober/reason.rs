@@ -222,14 +222,19 @@ pub fn net_reason(e: &NetError) -> FailureReason {
     }
 }
 
-/// The reason for a QUIC connection that failed other than by TLS (a TLS
-/// failure in the QUIC handshake is a [`NetError::Tls`], an ICMP port
-/// unreachable a refused [`NetError::Io`]): no answer in time is a
-/// timeout, a peer that reset or closed it is a reset, the rest (version
-/// or protocol errors) a network error.
+/// The reason for a QUIC connection that failed (a TLS failure during the
+/// QUIC handshake is a [`NetError::Tls`], an ICMP port unreachable a
+/// refused [`NetError::Io`]): a TLS alert after it is a TLS handshake
+/// failure, no answer in time a timeout, a peer that reset or closed it a
+/// reset, the rest (version or protocol errors) a network error.
 pub fn quic_reason(e: &quinn::ConnectionError) -> FailureReason {
     use quinn::ConnectionError as Q;
+    // TLS alerts travel as QUIC error codes 0x100-0x1ff: a TLS 1.3 server
+    // rejects our client certificate that way after our side is done.
+    let alert = |code: quinn::TransportErrorCode| (0x100..0x200).contains(&u64::from(code));
     match e {
+        Q::TransportError(t) if alert(t.code) => FailureReason::TlsHandshakeFailed,
+        Q::ConnectionClosed(c) if alert(c.error_code) => FailureReason::TlsHandshakeFailed,
         Q::TimedOut => FailureReason::Timeout,
         Q::Reset | Q::ConnectionClosed(_) | Q::ApplicationClosed(_) => {
             FailureReason::ConnectionReset
@@ -428,6 +433,22 @@ mod tests {
             (
                 quinn::ConnectionError::LocallyClosed,
                 FailureReason::NetworkError,
+            ),
+            (
+                quinn::ConnectionError::ConnectionClosed(quinn::ConnectionClose {
+                    error_code: quinn::TransportErrorCode::crypto(116),
+                    frame_type: None,
+                    reason: bytes::Bytes::new(),
+                }),
+                FailureReason::TlsHandshakeFailed,
+            ),
+            (
+                quinn::ConnectionError::ConnectionClosed(quinn::ConnectionClose {
+                    error_code: quinn::TransportErrorCode::PROTOCOL_VIOLATION,
+                    frame_type: None,
+                    reason: bytes::Bytes::new(),
+                }),
+                FailureReason::ConnectionReset,
             ),
         ] {
             assert_eq!(quic_reason(&quic), want, "{quic:?}");

@@ -9,8 +9,9 @@ use std::time::{Duration, Instant};
 
 use crate::common::exporter::Exporter;
 use crate::common::h3_server::{H3Server, Handler, Hypercorn, Reply, Seen};
-use crate::common::pki::Pki;
+use crate::common::pki::{Pki, Validity};
 use crate::common::probe::{Outcome, run_in};
+use rcgen::ExtendedKeyUsagePurpose;
 
 const TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -141,9 +142,8 @@ async fn status_codes_and_versions_are_checked() {
     )
     .await
     .assert_success();
-    // A version list that admits HTTP/3.0 only: the load rule; the check
-    // itself is exercised by a module without the list and a response on
-    // HTTP/3 (HTTP/3.0 is what it compares).
+    // The response's protocol string is HTTP/3.0, the only version the
+    // list may hold with enable_http3.
     let o = probe(&pki, "valid_http_versions: [HTTP/3.0]", &server.url("/")).await;
     o.assert_success();
 }
@@ -230,6 +230,38 @@ async fn untrusted_and_mismatched_certificates_are_tls_reasons() {
     let wrong = H3Server::start(&pki.wrong_host_leaf(), handler()).await;
     let o = probe(&pki, "", &wrong.url("/")).await;
     o.assert_reason("tls_hostname_mismatch");
+}
+
+#[tokio::test]
+async fn a_client_certificate_is_sent_and_its_absence_refused() {
+    let pki = Pki::new();
+    let tls = H3Server::tls(&pki.localhost_leaf())
+        .require_client_cert(&[pki.ca_der()])
+        .build();
+    let server = H3Server::start_tls(tls, handler()).await;
+    // TLS 1.3: the server refuses the missing certificate after our side
+    // of the handshake is done, with an alert in a QUIC close.
+    let o = probe(&pki, "", &server.url("/")).await;
+    o.assert_reason("tls_handshake_failed");
+    assert!(server.seen().is_empty());
+
+    let client = pki.leaf_with(&["client.test"], &[], Validity::default(), |p| {
+        p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    });
+    let (cert, key) = client.write_to(pki.dir(), "client");
+    let ca = format!("ca_file: {}\n", pki.ca_file().display());
+    let with_cert = module(&pki, "", "").replace(
+        &ca,
+        &format!(
+            "{ca}        cert_file: {}\n        key_file: {}\n",
+            cert.display(),
+            key.display()
+        ),
+    );
+    probe_with(&with_cert, &server.url("/"), TIMEOUT)
+        .await
+        .assert_success();
+    assert_eq!(server.seen().len(), 1);
 }
 
 /// The UDP sockets connected to `port` on 127.0.0.1 (from /proc/net/udp).

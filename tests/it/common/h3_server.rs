@@ -64,10 +64,18 @@ impl Drop for H3Server {
 impl H3Server {
     /// Serves `leaf` (its chain) with `handler`.
     pub async fn start(leaf: &Leaf, handler: Handler) -> Self {
-        let tls = ServerTls::new(leaf)
+        Self::start_tls(Self::tls(leaf).build(), handler).await
+    }
+
+    /// The server's TLS as `start` has it (TLS 1.3, ALPN `h3`), to build on.
+    pub fn tls(leaf: &Leaf) -> ServerTls {
+        ServerTls::new(leaf)
             .versions(&[&rustls::version::TLS13])
             .alpn(&["h3"])
-            .build();
+    }
+
+    /// Serves with the rustls config `tls` (which must offer ALPN `h3`).
+    pub async fn start_tls(tls: Arc<rustls::ServerConfig>, handler: Handler) -> Self {
         let crypto = QuicServerConfig::try_from(tls).expect("QUIC server config");
         let config = quinn::ServerConfig::with_crypto(Arc::new(crypto));
         let endpoint =
