@@ -93,10 +93,23 @@ pub struct QuicConnection {
 }
 
 impl QuicConnection {
-    /// Say goodbye (CONNECTION_CLOSE with `code`); the frame goes out if
-    /// quinn's task gets to run before the connection is dropped.
-    pub fn close(&self, code: u32) {
+    /// The datagrams sent so far (to tell when a close went out).
+    pub fn datagrams_sent(&self) -> u64 {
+        self.connection.stats().udp_tx.datagrams
+    }
+
+    /// Close with `code` and give quinn's task a moment (at most 10 ms) to
+    /// send the CONNECTION_CLOSE — a datagram after the `sent` count taken
+    /// before — so the server need not keep the connection until its idle
+    /// timeout. Dropping it then closes the socket.
+    pub async fn close(&self, code: u32, sent: u64) {
         self.connection.close(code.into(), b"");
+        for _ in 0..10 {
+            if self.datagrams_sent() > sent {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+        }
     }
 }
 

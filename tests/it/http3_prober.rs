@@ -112,6 +112,20 @@ async fn http3_probe_exports_status_version_and_tls() {
     assert_eq!(seen[0].method, "GET");
     assert!(seen[0].headers.contains_key("user-agent"), "{seen:?}");
     assert!(!seen[0].headers.contains_key("connection"), "{seen:?}");
+    // The connection was closed with H3_NO_ERROR, not left to time out.
+    let mut closes = server.closes();
+    for _ in 0..50 {
+        if !closes.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        closes = server.closes();
+    }
+    assert_eq!(
+        closes,
+        vec!["Remote(ApplicationClose(H3_NO_ERROR))".to_string()],
+        "the client did not close politely"
+    );
     println!("HTTP/3 probe against the in-process server took {took:?}");
 }
 

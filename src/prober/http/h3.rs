@@ -38,8 +38,20 @@ impl Drop for H3Link {
     fn drop(&mut self) {
         drop(self.sender.take());
         self.driver.abort();
-        // H3_NO_ERROR
-        self.quic.close(0x100);
+    }
+}
+
+/// HTTP/3's "no error" code, for a connection closed when done.
+const H3_NO_ERROR: u32 = 0x100;
+
+impl H3Link {
+    /// Close the connection politely (H3_NO_ERROR, sent before the socket
+    /// goes), then drop it.
+    pub async fn close(self) {
+        // Before h3 lets go of its streams: the server would take their
+        // end for an error of its own.
+        let sent = self.quic.datagrams_sent();
+        self.quic.close(H3_NO_ERROR, sent).await;
     }
 }
 

@@ -56,6 +56,17 @@ pub enum Link {
     H3(Box<H3Link>),
 }
 
+impl Link {
+    /// Close the connection: hyper's is aborted; HTTP/3's is closed with
+    /// a CONNECTION_CLOSE first (see [`H3Link::close`]).
+    pub async fn close(self) {
+        match self {
+            Link::Hyper(task) => drop(task),
+            Link::H3(link) => link.close().await,
+        }
+    }
+}
+
 /// Whether `url` goes through the module's proxy.
 pub fn proxied(s: &HttpSettings, url: &url::Url) -> bool {
     let (host, port) = host_port(url);

@@ -240,7 +240,7 @@ async fn fetch(
             method = http::Method::GET;
             body = bytes::Bytes::new();
         }
-        drop(hop);
+        hop.connection.close().await;
         dest = dest.redirect(cx, next);
     }
 }
@@ -308,7 +308,7 @@ pub async fn probe(
             .await,
         )
     };
-    drop(connection);
+    connection.close().await;
     let mut body_check = None;
     if let Some(r) = &mut read {
         final_response.body_bytes = r.bytes;

@@ -52,6 +52,7 @@ pub struct H3Server {
     task: tokio::task::JoinHandle<()>,
     seen: Arc<Mutex<Vec<Seen>>>,
     handshakes: Arc<Mutex<u32>>,
+    closes: Arc<Mutex<Vec<String>>>,
 }
 
 impl Drop for H3Server {
@@ -83,11 +84,13 @@ impl H3Server {
         let addr = endpoint.local_addr().expect("local addr");
         let seen = Arc::new(Mutex::new(Vec::new()));
         let handshakes = Arc::new(Mutex::new(0));
+        let closes = Arc::new(Mutex::new(Vec::new()));
         let task = tokio::spawn(serve(
             endpoint.clone(),
             handler,
             seen.clone(),
             handshakes.clone(),
+            closes.clone(),
         ));
         Self {
             addr,
@@ -95,12 +98,20 @@ impl H3Server {
             task,
             seen,
             handshakes,
+            closes,
         }
     }
 
     /// The requests answered so far.
     pub fn seen(&self) -> Vec<Seen> {
         self.seen.lock().unwrap().clone()
+    }
+
+    /// How the connections that ended ended, as h3 told the server
+    /// (`Remote(ApplicationClose(H3_NO_ERROR))` for a client that closed
+    /// politely).
+    pub fn closes(&self) -> Vec<String> {
+        self.closes.lock().unwrap().clone()
     }
 
     /// Connection attempts that reached the server (before TLS).
@@ -118,11 +129,13 @@ async fn serve(
     handler: Handler,
     seen: Arc<Mutex<Vec<Seen>>>,
     handshakes: Arc<Mutex<u32>>,
+    closes: Arc<Mutex<Vec<String>>>,
 ) {
     while let Some(incoming) = endpoint.accept().await {
         *handshakes.lock().unwrap() += 1;
         let handler = handler.clone();
         let seen = seen.clone();
+        let closes = closes.clone();
         tokio::spawn(async move {
             let Ok(conn) = incoming.await else { return };
             let Ok(mut h3) =
@@ -130,7 +143,18 @@ async fn serve(
             else {
                 return;
             };
-            while let Ok(Some(resolver)) = h3.accept().await {
+            loop {
+                let resolver = match h3.accept().await {
+                    Ok(Some(r)) => r,
+                    other => {
+                        let end = match other {
+                            Err(e) => format!("{e:?}"),
+                            Ok(_) => "end".to_string(),
+                        };
+                        closes.lock().unwrap().push(end);
+                        break;
+                    }
+                };
                 let handler = handler.clone();
                 let seen = seen.clone();
                 tokio::spawn(async move {
