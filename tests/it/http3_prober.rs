@@ -221,7 +221,7 @@ async fn redirects_are_followed_over_http3() {
 }
 
 #[tokio::test]
-async fn untrusted_and_mismatched_certificates_are_tls_reasons() {
+async fn untrusted_mismatched_and_expired_certificates_are_tls_reasons() {
     let pki = Pki::new();
     let self_signed = pki.self_signed_leaf();
     let server = H3Server::start(&self_signed, handler()).await;
@@ -244,6 +244,17 @@ async fn untrusted_and_mismatched_certificates_are_tls_reasons() {
     let wrong = H3Server::start(&pki.wrong_host_leaf(), handler()).await;
     let o = probe(&pki, "", &wrong.url("/")).await;
     o.assert_reason("tls_hostname_mismatch");
+
+    let expired = pki.expired_leaf();
+    let old = H3Server::start(&expired, handler()).await;
+    let o = probe(&pki, "", &old.url("/")).await;
+    o.assert_reason("tls_cert_expired");
+    assert_value(
+        &o,
+        "probe_ssl_earliest_cert_expiry",
+        &[],
+        expired.earliest_expiry() as f64,
+    );
 }
 
 #[tokio::test]
@@ -276,6 +287,21 @@ async fn a_client_certificate_is_sent_and_its_absence_refused() {
         .await
         .assert_success();
     assert_eq!(server.seen().len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_endless_body_is_cut_by_the_deadline() {
+    let pki = Pki::new();
+    let server = server(&pki).await;
+    let deadline = Duration::from_millis(800);
+    let o = probe_with(&module(&pki, "", ""), &server.url("/endless"), deadline).await;
+    o.assert_reason("timeout");
+    assert!(
+        o.elapsed < deadline + Duration::from_millis(300),
+        "{:?}",
+        o.elapsed
+    );
+    assert!(o.value("probe_http_duration_seconds", &[("phase", "transfer")]) > Some(0.3));
 }
 
 /// The UDP sockets connected to `port` on 127.0.0.1 (from /proc/net/udp).

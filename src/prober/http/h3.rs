@@ -60,6 +60,11 @@ pub struct H3Body(Stream);
 
 impl H3Body {
     pub(super) async fn chunk(&mut self) -> Option<Result<Bytes, ProbeFailure>> {
+        // quinn's own task fills the stream: a sender that never pauses
+        // could keep this ready forever, so each piece costs runtime
+        // budget (and yields when it is spent) and the deadline can cut in,
+        // as `net::fair` does for streams.
+        tokio::task::coop::consume_budget().await;
         match self.0.recv_data().await {
             Ok(None) => None,
             Ok(Some(mut buf)) => Some(Ok(buf.copy_to_bytes(buf.remaining()))),

@@ -1,6 +1,7 @@
 //! An in-process HTTP/3 server (quinn + h3, rustls TLS 1.3 with ALPN `h3`)
-//! on 127.0.0.1 port 0, answering every request with a handler and
-//! recording what it was asked; and `Hypercorn`, the HTTP/3 server from
+//! on 127.0.0.1 port 0, answering every request with a handler (a path
+//! ending in `/endless` gets a 200 whose body never ends) and recording
+//! what it was asked; and `Hypercorn`, the HTTP/3 server from
 //! PyPI (hypercorn with aioquic) the end-to-end test probes.
 
 use std::net::SocketAddr;
@@ -175,6 +176,7 @@ async fn serve(
                         headers: req.headers().clone(),
                         body,
                     };
+                    let endless = s.uri.ends_with("/endless");
                     let reply = handler(&s);
                     seen.lock().unwrap().push(s);
                     let mut resp = http::Response::builder().status(reply.status);
@@ -183,6 +185,12 @@ async fn serve(
                     }
                     let Ok(resp) = resp.body(()) else { return };
                     if stream.send_response(resp).await.is_err() {
+                        return;
+                    }
+                    if endless {
+                        // Never ends: 16 KiB pieces until the client goes.
+                        let piece = Bytes::from(vec![b'e'; 16 * 1024]);
+                        while stream.send_data(piece.clone()).await.is_ok() {}
                         return;
                     }
                     if !reply.body.is_empty() {
