@@ -126,7 +126,17 @@ async fn http3_probe_exports_status_version_and_tls() {
         vec!["Remote(ApplicationClose(H3_NO_ERROR))".to_string()],
         "the client did not close politely"
     );
-    println!("HTTP/3 probe against the in-process server took {took:?}");
+    let phases: Vec<String> = ["resolve", "connect", "tls", "processing", "transfer"]
+        .iter()
+        .map(|p| {
+            let v = o.value("probe_http_duration_seconds", &[("phase", p)]);
+            format!("{p}={:.4}", v.unwrap_or(f64::NAN))
+        })
+        .collect();
+    println!(
+        "HTTP/3 probe against the in-process server took {took:?} ({})",
+        phases.join(" ")
+    );
 }
 
 #[tokio::test]
