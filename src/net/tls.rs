@@ -485,7 +485,7 @@ impl TlsClient {
             )));
         }
         let provider = Arc::new(CryptoProvider {
-            cipher_suites: quic_suites(&self.provider.cipher_suites),
+            cipher_suites: quic_suites(),
             ..(*self.provider).clone()
         });
         let mut config = rustls::ClientConfig::builder_with_provider(provider)
@@ -554,8 +554,9 @@ impl TlsClient {
 /// TLS 1.3 suites for QUIC that note, when their packet keys are made
 /// inside a recording scope (the handshake and 1-RTT keys: quinn makes the
 /// initial keys itself, outside it), which suite the handshake negotiated.
-/// Made once per process from the ring provider's suites.
-fn quic_suites(_configured: &[rustls::SupportedCipherSuite]) -> Vec<rustls::SupportedCipherSuite> {
+/// Made once per process from the ring provider's suites (the provider
+/// every module uses).
+fn quic_suites() -> Vec<rustls::SupportedCipherSuite> {
     static SUITES: std::sync::OnceLock<Vec<rustls::SupportedCipherSuite>> =
         std::sync::OnceLock::new();
     SUITES

@@ -140,6 +140,36 @@ async fn http3_probe_exports_status_version_and_tls() {
 }
 
 #[tokio::test]
+async fn the_negotiated_cipher_is_reported() {
+    let pki = Pki::new();
+    let leaf = pki.localhost_leaf();
+    // Our first choice (QUIC's Initial packets use AES-128-GCM whatever is
+    // negotiated: that is not what is reported).
+    let server = H3Server::start(&leaf, handler()).await;
+    let o = probe(&pki, "", &server.url("/")).await;
+    o.assert_success();
+    assert_value(
+        &o,
+        "probe_tls_cipher_info",
+        &[("cipher", "TLS_AES_256_GCM_SHA384")],
+        1.0,
+    );
+    // A server that only has AES-128-GCM.
+    let tls = H3Server::tls(&leaf)
+        .suites(&[rustls::crypto::ring::cipher_suite::TLS13_AES_128_GCM_SHA256])
+        .build();
+    let server = H3Server::start_tls(tls, handler()).await;
+    let o = probe(&pki, "", &server.url("/")).await;
+    o.assert_success();
+    assert_value(
+        &o,
+        "probe_tls_cipher_info",
+        &[("cipher", "TLS_AES_128_GCM_SHA256")],
+        1.0,
+    );
+}
+
+#[tokio::test]
 async fn http_targets_are_upgraded_to_https() {
     let pki = Pki::new();
     let server = server(&pki).await;

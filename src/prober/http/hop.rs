@@ -1,7 +1,8 @@
 //! One HTTP round trip on a fresh connection: the connector (through a
 //! proxy when one applies) times resolve, connect and tls; here the request
-//! goes out on HTTP/1.1 or HTTP/2 (by ALPN) and `processing` runs until the
-//! response head is parsed. The body is read by the caller (transfer).
+//! goes out on HTTP/1.1 or HTTP/2 (by ALPN) — or on HTTP/3 with
+//! `enable_http3` (`super::h3`) — and `processing` runs until the response
+//! head is parsed. The body is read by the caller (transfer).
 //!
 //! Keep-alive is off (blackbox's behaviour): every hop opens its own
 //! connection, which is why phases are summed over redirects.

@@ -1,7 +1,7 @@
 //! `prober: http` — blackbox's HTTP prober, split into its config block
 //! (`config`), request building (`request`), one round trip per redirect
-//! hop (`hop`), body reading (`body`), response checks (`checks`) and
-//! metric emission (`metrics`).
+//! hop (`hop`; over HTTP/3 with `enable_http3`: `h3`), body reading
+//! (`body`), response checks (`checks`) and metric emission (`metrics`).
 //!
 //! The first hop goes to the address chosen by `preferred_ip_protocol`
 //! with the original name as Host and SNI; redirects (≤ 10) are followed on
