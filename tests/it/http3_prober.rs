@@ -510,6 +510,23 @@ async fn hypercorn_over_http3_end_to_end() {
     if let Some(d) = m.value("probe_duration_seconds", &[]) {
         println!("HTTP/3 probe of hypercorn through /probe: {d:.4} s");
     }
+    // Every probe's UDP socket is closed with the probe.
+    let baseline = exporter.open_fds();
+    for _ in 0..20 {
+        let m = exporter
+            .probe_metrics(&format!("https://{base}/"), "h3")
+            .await;
+        assert_eq!(m.value("probe_success", &[]), Some(1.0));
+    }
+    let until = Instant::now() + Duration::from_secs(3);
+    loop {
+        let now = exporter.open_fds();
+        if now <= baseline + 2 {
+            break;
+        }
+        assert!(Instant::now() < until, "{now} fds open, {baseline} before");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 
     let m = exporter
         .probe_metrics(&format!("http://{base}/moved"), "h3")
