@@ -506,3 +506,57 @@ impl quinn::crypto::Session for RecordingSession {
         self.inner.export_keying_material(output, label, context)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::net::error::CertProblem;
+    use rustls::CertificateError;
+
+    #[test]
+    fn handshake_failures_are_told_apart() {
+        let close = |code| {
+            quinn::ConnectionError::ConnectionClosed(quinn::ConnectionClose {
+                error_code: code,
+                frame_type: None,
+                reason: bytes::Bytes::new(),
+            })
+        };
+        // A certificate the verifier refused decides, whatever QUIC said.
+        let chain = crate::net::tls::ChainRecord {
+            verify_error: Some(CertificateError::Expired),
+            ..Default::default()
+        };
+        let e = handshake_error(quinn::ConnectionError::TimedOut, chain);
+        assert!(matches!(
+            e,
+            NetError::Tls {
+                problem: TlsProblem::Certificate(CertProblem::Expired),
+                ..
+            }
+        ));
+        // A TLS alert from the peer (handshake_failure = 40).
+        let e = handshake_error(
+            close(quinn::TransportErrorCode::crypto(40)),
+            Default::default(),
+        );
+        assert!(matches!(
+            e,
+            NetError::Tls {
+                problem: TlsProblem::Handshake,
+                ..
+            }
+        ));
+        // Anything else stays a QUIC error for the reason table.
+        let e = handshake_error(quinn::ConnectionError::TimedOut, Default::default());
+        assert!(matches!(
+            e,
+            NetError::Quic(quinn::ConnectionError::TimedOut)
+        ));
+        let e = handshake_error(
+            close(quinn::TransportErrorCode::PROTOCOL_VIOLATION),
+            Default::default(),
+        );
+        assert!(matches!(e, NetError::Quic(_)));
+    }
+}

@@ -476,7 +476,7 @@ impl TlsClient {
     /// The rustls config of HTTP/3 over QUIC (built once per module at
     /// load): the same verifier and client certificate, TLS 1.3 only, ALPN
     /// `h3`, and cipher suites that note which of them the handshake
-    /// negotiated (see [`quic_suites`]). Fails when `max_version` rules out
+    /// negotiated (see `quic_suites`). Fails when `max_version` rules out
     /// TLS 1.3.
     pub fn quic_config(&self) -> Result<Arc<rustls::ClientConfig>, TlsBuildError> {
         if self.settings.max_version == Some(TlsVersion::Tls12) {
