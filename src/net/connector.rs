@@ -61,14 +61,14 @@ pub trait Observer: Sync {
 }
 
 /// Reports the time since its creation to the observer when dropped.
-struct PhaseTimer<'a> {
+pub(super) struct PhaseTimer<'a> {
     observer: &'a dyn Observer,
     phase: Phase,
     start: Instant,
 }
 
 impl<'a> PhaseTimer<'a> {
-    fn start(observer: &'a dyn Observer, phase: Phase) -> Self {
+    pub(super) fn start(observer: &'a dyn Observer, phase: Phase) -> Self {
         Self {
             observer,
             phase,

@@ -31,6 +31,10 @@ pub enum NetError {
     /// The target policy refuses the target (no connection was made).
     #[error("{0}")]
     Forbidden(#[from] Forbidden),
+    /// A QUIC connection failed other than by TLS (timed out, reset,
+    /// closed by the peer, a protocol error).
+    #[error("QUIC: {0}")]
+    Quic(quinn::ConnectionError),
     /// The name cannot be sent as a TLS server name.
     #[error("invalid TLS server name {name:?}: {reason}")]
     ServerName { name: String, reason: String },

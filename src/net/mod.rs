@@ -17,6 +17,7 @@ pub mod icmp;
 pub mod ocsp;
 pub mod policy;
 pub mod proxy;
+pub mod quic;
 pub mod secret;
 pub mod tls;
 pub mod userinfo;

@@ -91,6 +91,9 @@ pub struct ChainRecord {
     pub verify_error: Option<CertificateError>,
     /// The server asked for a client certificate (CertificateRequest).
     pub client_cert_requested: bool,
+    /// QUIC only: the cipher suite whose handshake or 1-RTT keys were
+    /// derived (the negotiated one; quinn does not expose the session).
+    pub quic_suite: Option<rustls::CipherSuite>,
 }
 
 /// Per-handshake sink the verifier writes into (see module docs).
@@ -109,6 +112,12 @@ impl ChainRecorder {
 
 tokio::task_local! {
     static RECORDER: ChainRecorder;
+}
+
+/// Run `f` (a synchronous step of a handshake driven outside the probe's
+/// task, such as QUIC's) with `recorder` as the one the verifier writes to.
+pub(super) fn recording<R>(recorder: &ChainRecorder, f: impl FnOnce() -> R) -> R {
+    RECORDER.sync_scope(recorder.clone(), f)
 }
 
 /// A root certificate we can map a webpki trust anchor back to, so the
@@ -368,6 +377,9 @@ fn system_trust() -> Arc<TrustStore> {
 #[derive(Debug)]
 pub struct TlsClient {
     pub settings: TlsSettings,
+    provider: Arc<CryptoProvider>,
+    verifier: Arc<RecordingVerifier>,
+    client_cert: Arc<RecordingClientCert>,
     no_alpn: Arc<rustls::ClientConfig>,
     http1: Arc<rustls::ClientConfig>,
     h2: Arc<rustls::ClientConfig>,
@@ -443,13 +455,47 @@ impl TlsClient {
             config.alpn_protocols = alpn;
             Ok(Arc::new(config))
         };
+        let (no_alpn, http1, h2, h2_only) = (
+            build(Vec::new())?,
+            build(vec![b"http/1.1".to_vec()])?,
+            build(vec![b"h2".to_vec(), b"http/1.1".to_vec()])?,
+            build(vec![b"h2".to_vec()])?,
+        );
         Ok(Self {
             settings: settings.clone(),
-            no_alpn: build(Vec::new())?,
-            http1: build(vec![b"http/1.1".to_vec()])?,
-            h2: build(vec![b"h2".to_vec(), b"http/1.1".to_vec()])?,
-            h2_only: build(vec![b"h2".to_vec()])?,
+            provider,
+            verifier,
+            client_cert,
+            no_alpn,
+            http1,
+            h2,
+            h2_only,
         })
+    }
+
+    /// The rustls config of HTTP/3 over QUIC (built once per module at
+    /// load): the same verifier and client certificate, TLS 1.3 only, ALPN
+    /// `h3`, and cipher suites that note which of them the handshake
+    /// negotiated (see `quic_suites`). Fails when `max_version` rules out
+    /// TLS 1.3.
+    pub fn quic_config(&self) -> Result<Arc<rustls::ClientConfig>, TlsBuildError> {
+        if self.settings.max_version == Some(TlsVersion::Tls12) {
+            return Err(TlsBuildError::Rustls(rustls::Error::General(
+                "QUIC needs TLS 1.3 but max_version is TLS12".into(),
+            )));
+        }
+        let provider = Arc::new(CryptoProvider {
+            cipher_suites: quic_suites(),
+            ..(*self.provider).clone()
+        });
+        let mut config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_protocol_versions(&[&rustls::version::TLS13])?
+            .dangerous()
+            .with_custom_certificate_verifier(self.verifier.clone())
+            .with_client_cert_resolver(self.client_cert.clone());
+        config.resumption = rustls::client::Resumption::disabled();
+        config.alpn_protocols = vec![b"h3".to_vec()];
+        Ok(Arc::new(config))
     }
 
     /// The name to send as SNI and verify: `tls_config.server_name`, else the
@@ -505,6 +551,76 @@ impl TlsClient {
     }
 }
 
+/// TLS 1.3 suites for QUIC that note, when their packet keys are made
+/// inside a recording scope (the handshake and 1-RTT keys: quinn makes the
+/// initial keys itself, outside it), which suite the handshake negotiated.
+/// Made once per process from the ring provider's suites (the provider
+/// every module uses).
+fn quic_suites() -> Vec<rustls::SupportedCipherSuite> {
+    static SUITES: std::sync::OnceLock<Vec<rustls::SupportedCipherSuite>> =
+        std::sync::OnceLock::new();
+    SUITES
+        .get_or_init(|| {
+            rustls::crypto::ring::default_provider()
+                .cipher_suites
+                .iter()
+                .filter_map(|s| {
+                    let suite = s.tls13()?;
+                    let inner = suite.quic?;
+                    let alg: &'static RecordingQuicAlgorithm =
+                        Box::leak(Box::new(RecordingQuicAlgorithm {
+                            inner,
+                            suite: suite.common.suite,
+                        }));
+                    let wrapped: &'static rustls::Tls13CipherSuite =
+                        Box::leak(Box::new(rustls::Tls13CipherSuite {
+                            common: rustls::CipherSuiteCommon {
+                                suite: suite.common.suite,
+                                hash_provider: suite.common.hash_provider,
+                                confidentiality_limit: suite.common.confidentiality_limit,
+                            },
+                            hkdf_provider: suite.hkdf_provider,
+                            aead_alg: suite.aead_alg,
+                            quic: Some(alg),
+                        }));
+                    Some(rustls::SupportedCipherSuite::Tls13(wrapped))
+                })
+                .collect()
+        })
+        .clone()
+}
+
+struct RecordingQuicAlgorithm {
+    inner: &'static dyn rustls::quic::Algorithm,
+    suite: rustls::CipherSuite,
+}
+
+impl rustls::quic::Algorithm for RecordingQuicAlgorithm {
+    fn packet_key(
+        &self,
+        key: rustls::crypto::cipher::AeadKey,
+        iv: rustls::crypto::cipher::Iv,
+    ) -> Box<dyn rustls::quic::PacketKey> {
+        let _ = RECORDER.try_with(|r| r.update(|rec| rec.quic_suite = Some(self.suite)));
+        self.inner.packet_key(key, iv)
+    }
+
+    fn header_protection_key(
+        &self,
+        key: rustls::crypto::cipher::AeadKey,
+    ) -> Box<dyn rustls::quic::HeaderProtectionKey> {
+        self.inner.header_protection_key(key)
+    }
+
+    fn aead_key_len(&self) -> usize {
+        self.inner.aead_key_len()
+    }
+
+    fn fips(&self) -> bool {
+        self.inner.fips()
+    }
+}
+
 /// The negotiated parameters of a completed handshake.
 #[derive(Debug, Clone, Copy)]
 pub struct Session {
@@ -542,23 +658,7 @@ impl TlsInfo {
 /// socket underneath.
 fn handshake_error(err: &std::io::Error, chain: ChainRecord) -> NetError {
     let (problem, message) = match &chain.verify_error {
-        Some(cert_err) => {
-            let problem = match cert_err {
-                CertificateError::Expired | CertificateError::ExpiredContext { .. } => {
-                    CertProblem::Expired
-                }
-                CertificateError::NotValidYet | CertificateError::NotValidYetContext { .. } => {
-                    CertProblem::NotYetValid
-                }
-                CertificateError::NotValidForName
-                | CertificateError::NotValidForNameContext { .. } => CertProblem::HostnameMismatch,
-                _ => CertProblem::Untrusted,
-            };
-            (
-                TlsProblem::Certificate(problem),
-                format!("TLS certificate verification failed: {cert_err:?}"),
-            )
-        }
+        Some(cert_err) => certificate_problem(cert_err),
         None => {
             // A peer that closes mid-handshake does not speak TLS (or refused
             // us): a handshake failure, not a reset.
@@ -570,6 +670,11 @@ fn handshake_error(err: &std::io::Error, chain: ChainRecord) -> NetError {
             (problem, format!("TLS handshake failed: {err}"))
         }
     };
+    tls_failure(problem, message, chain)
+}
+
+/// A failed handshake as a [`NetError`], with what the verifier saw.
+pub(super) fn tls_failure(problem: TlsProblem, message: String, chain: ChainRecord) -> NetError {
     NetError::Tls {
         problem,
         message,
@@ -579,6 +684,24 @@ fn handshake_error(err: &std::io::Error, chain: ChainRecord) -> NetError {
             alpn: None,
         }),
     }
+}
+
+/// What a certificate the verifier refused amounts to, and the sentence.
+pub(super) fn certificate_problem(cert_err: &CertificateError) -> (TlsProblem, String) {
+    let problem = match cert_err {
+        CertificateError::Expired | CertificateError::ExpiredContext { .. } => CertProblem::Expired,
+        CertificateError::NotValidYet | CertificateError::NotValidYetContext { .. } => {
+            CertProblem::NotYetValid
+        }
+        CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. } => {
+            CertProblem::HostnameMismatch
+        }
+        _ => CertProblem::Untrusted,
+    };
+    (
+        TlsProblem::Certificate(problem),
+        format!("TLS certificate verification failed: {cert_err:?}"),
+    )
 }
 
 /// For connections nobody will read from: when a TLS 1.3 server asked for a

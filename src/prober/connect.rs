@@ -12,6 +12,7 @@ use super::metrics::GaugeSpec;
 use super::reason::ProbeFailure;
 use super::{ProbeContext, tls_metrics};
 use crate::net::connector::{self, Connection, Connector, Endpoint, Observer, Phase, TlsRequest};
+use crate::net::quic::{QuicClient, QuicConnection};
 use crate::net::tls::TlsInfo;
 use crate::net::{NetError, Stream};
 
@@ -149,6 +150,24 @@ pub async fn open_datagram(
 ) -> Result<UdpSocket, ProbeFailure> {
     connector
         .connect_datagram(endpoint, watch)
+        .await
+        .map_err(|e| failed(cx, e))
+}
+
+/// A QUIC connection (HTTP/3) through the connector: the UDP socket under
+/// the target policy, then the QUIC handshake. Its TLS family is left to
+/// the caller (the http prober reports the final response's); the
+/// certificates of a failed handshake are recorded.
+pub async fn open_quic(
+    cx: &ProbeContext<'_>,
+    phases: Option<&'static GaugeSpec>,
+    connector: &Connector<'_>,
+    endpoint: Endpoint<'_>,
+    client: &QuicClient,
+    server_name: &str,
+) -> Result<QuicConnection, ProbeFailure> {
+    connector
+        .connect_quic(endpoint, client, server_name, &Watch::new(cx, phases))
         .await
         .map_err(|e| failed(cx, e))
 }

@@ -220,8 +220,65 @@ pub fn net_reason(e: &NetError) -> FailureReason {
             ProxyError::Closed => R::ConnectionReset,
             ProxyError::HeadTooLong | ProxyError::Refused { .. } => R::NetworkError,
         },
+        NetError::Quic(q) => quic_reason(q),
         NetError::ServerName { .. } => R::InvalidTarget,
         NetError::Forbidden(_) => R::TargetForbidden,
+    }
+}
+
+/// The reason for a QUIC connection that failed (a TLS failure during the
+/// QUIC handshake is a [`NetError::Tls`], an ICMP port unreachable a
+/// refused [`NetError::Io`]): a TLS alert after it is a TLS handshake
+/// failure, no answer in time a timeout, a peer that reset or closed it a
+/// reset, the rest (version or protocol errors) a network error.
+pub fn quic_reason(e: &quinn::ConnectionError) -> FailureReason {
+    use quinn::ConnectionError as Q;
+    // TLS alerts travel as QUIC error codes 0x100-0x1ff: a TLS 1.3 server
+    // rejects our client certificate that way after our side is done.
+    let alert = |code: quinn::TransportErrorCode| (0x100..0x200).contains(&u64::from(code));
+    match e {
+        Q::TransportError(t) if alert(t.code) => FailureReason::TlsHandshakeFailed,
+        Q::ConnectionClosed(c) if alert(c.error_code) => FailureReason::TlsHandshakeFailed,
+        Q::TimedOut => FailureReason::Timeout,
+        Q::Reset | Q::ConnectionClosed(_) | Q::ApplicationClosed(_) => {
+            FailureReason::ConnectionReset
+        }
+        _ => FailureReason::NetworkError,
+    }
+}
+
+/// The reason for an HTTP/3 connection error (h3 over quinn): the QUIC
+/// error underneath decides when there is one.
+pub fn h3_connection_reason(e: &h3::error::ConnectionError) -> FailureReason {
+    use h3::error::ConnectionError as C;
+    use h3::quic::ConnectionErrorIncoming as I;
+    match e {
+        C::Timeout { .. } => FailureReason::Timeout,
+        C::Remote { 0: I::Timeout, .. } => FailureReason::Timeout,
+        C::Remote {
+            0: I::ApplicationClose { .. },
+            ..
+        } => FailureReason::ConnectionReset,
+        C::Remote {
+            0: I::Undefined(inner),
+            ..
+        } => inner
+            .downcast_ref::<quinn::ConnectionError>()
+            .map(quic_reason)
+            .unwrap_or(FailureReason::NetworkError),
+        _ => FailureReason::NetworkError,
+    }
+}
+
+/// The reason for an HTTP/3 request stream error: its connection's error,
+/// a peer that reset the stream or is going away, else a network error
+/// (a protocol violation, a header section too big).
+pub fn h3_stream_reason(e: &h3::error::StreamError) -> FailureReason {
+    use h3::error::StreamError as S;
+    match e {
+        S::ConnectionError { 0: c, .. } => h3_connection_reason(c),
+        S::RemoteTerminate { .. } | S::RemoteClosing { .. } => FailureReason::ConnectionReset,
+        _ => FailureReason::NetworkError,
     }
 }
 
@@ -366,6 +423,40 @@ mod tests {
             ),
         ] {
             assert_eq!(net_reason(&tls(problem)), want, "{problem:?}");
+        }
+        for (quic, want) in [
+            (quinn::ConnectionError::TimedOut, FailureReason::Timeout),
+            (
+                quinn::ConnectionError::Reset,
+                FailureReason::ConnectionReset,
+            ),
+            (
+                quinn::ConnectionError::VersionMismatch,
+                FailureReason::NetworkError,
+            ),
+            (
+                quinn::ConnectionError::LocallyClosed,
+                FailureReason::NetworkError,
+            ),
+            (
+                quinn::ConnectionError::ConnectionClosed(quinn::ConnectionClose {
+                    error_code: quinn::TransportErrorCode::crypto(116),
+                    frame_type: None,
+                    reason: bytes::Bytes::new(),
+                }),
+                FailureReason::TlsHandshakeFailed,
+            ),
+            (
+                quinn::ConnectionError::ConnectionClosed(quinn::ConnectionClose {
+                    error_code: quinn::TransportErrorCode::PROTOCOL_VIOLATION,
+                    frame_type: None,
+                    reason: bytes::Bytes::new(),
+                }),
+                FailureReason::ConnectionReset,
+            ),
+        ] {
+            assert_eq!(quic_reason(&quic), want, "{quic:?}");
+            assert_eq!(net_reason(&NetError::Quic(quic)), want);
         }
         assert_eq!(
             websocket_reason(None, WsActivity::Expecting),

@@ -40,7 +40,6 @@ use crate::common::probe::{Outcome, load_config, run_in, run_loaded};
 use crate::common::proxy::{Proxy, read_head};
 use crate::common::tls_server::ServerTls;
 use handshake_exporter::prober::Config;
-use handshake_exporter::prober::load_str;
 
 /// FNV-1a 32 of 127.0.0.1, as blackbox exports it.
 const LOCALHOST_HASH: f64 = 3_668_918_509.0;
@@ -2454,26 +2453,6 @@ async fn switching_protocols_returns_at_once() {
     let o = probe("", &server.url("/ws")).await;
     o.assert_reason("http_status");
     assert!(o.elapsed < Duration::from_secs(2), "took {:?}", o.elapsed);
-}
-
-// ===========================================================================
-// Keys accepted but not implemented
-// ===========================================================================
-
-#[test]
-fn unimplemented_keys_are_load_errors() {
-    for (key, yaml) in [("enable_http3", "enable_http3: true\n")] {
-        let err = load_str(&module_yaml(yaml), Path::new("/"))
-            .err()
-            .unwrap_or_else(|| panic!("{key} must not load"))
-            .to_string();
-        assert!(
-            err.contains(key) && err.contains("not supported"),
-            "{key}: {err}"
-        );
-    }
-    // enable_http3: false is the default and fine.
-    load("enable_http3: false\n");
 }
 
 // ---------------------------------------------------------------------------

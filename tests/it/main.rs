@@ -31,6 +31,7 @@ mod e2e_prometheus;
 mod flags;
 mod grpc_prober;
 mod hostile;
+mod http3_prober;
 mod http_oauth2;
 mod http_prober;
 mod icmp_prober;

@@ -1052,6 +1052,26 @@ fn config_check_rejects_blackbox_s_invalid_testdata() {
             &["expect_bytes"],
         ),
         (
+            "invalid-no-versions-http3-enabled",
+            "http:\n      enable_http3: true\n      preferred_ip_protocol: ip4",
+            &["http.enable_http3", "enable_http2: false"],
+        ),
+        (
+            "invalid-http-http3-http2-enabled",
+            "http:\n      enable_http3: true\n      enable_http2: true\n      valid_http_versions: [HTTP/3.0]",
+            &["http.enable_http3", "enable_http2: false"],
+        ),
+        (
+            "invalid-http-http3-http2",
+            "http:\n      enable_http3: true\n      enable_http2: true\n      valid_http_versions: [HTTP/1.1, HTTP/2.0, HTTP/3.0]",
+            &["http.enable_http3"],
+        ),
+        (
+            "invalid-http-http3-http2-version",
+            "http:\n      enable_http3: true\n      enable_http2: false\n      valid_http_versions: [HTTP/1.1, HTTP/2.0, HTTP/3.0]",
+            &["http.enable_http3", "valid_http_versions", "HTTP/1.1"],
+        ),
+        (
             "invalid-http-oauth2-jwt-bearer-signature-algorithm",
             "http:\n      oauth2:\n        client_id: c\n        grant_type: urn:ietf:params:oauth:grant-type:jwt-bearer\n        client_certificate_key_file: /etc/k.pem\n        signature_algorithm: HS256\n        token_url: https://api.example.com/token",
             &["http.oauth2.grant_type", "not supported"],

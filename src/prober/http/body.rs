@@ -11,10 +11,12 @@
 
 use std::io::Write;
 
+use bytes::Bytes;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 
 use super::config::Compression;
+use super::h3::H3Body;
 use crate::prober::reason::{FailureReason, ProbeFailure};
 
 /// The cap on a body's decoded bytes, and where it comes from.
@@ -107,6 +109,45 @@ impl Decoder {
     }
 }
 
+/// A response body: hyper's (HTTP/1.1, HTTP/2) or an HTTP/3 stream's.
+pub enum ResponseBody {
+    Hyper(Incoming),
+    H3(Box<H3Body>),
+}
+
+impl ResponseBody {
+    /// The body is known to be empty (hyper knows from the framing).
+    pub fn is_end_stream(&self) -> bool {
+        use hyper::body::Body as _;
+        match self {
+            ResponseBody::Hyper(b) => b.is_end_stream(),
+            ResponseBody::H3(_) => false,
+        }
+    }
+
+    /// The next piece of data; None at the end.
+    async fn chunk(&mut self) -> Option<Result<Bytes, ProbeFailure>> {
+        match self {
+            ResponseBody::Hyper(body) => loop {
+                match body.frame().await? {
+                    Err(e) => {
+                        return Some(Err(ProbeFailure::hyper(
+                            &e,
+                            "Failed to read HTTP response body",
+                        )));
+                    }
+                    Ok(frame) => {
+                        if let Ok(data) = frame.into_data() {
+                            return Some(Ok(data));
+                        }
+                    }
+                }
+            },
+            ResponseBody::H3(body) => body.chunk().await,
+        }
+    }
+}
+
 /// The outcome of reading a body.
 pub struct BodyRead {
     /// Decoded bytes read (capped at the limit).
@@ -118,7 +159,7 @@ pub struct BodyRead {
 
 /// Read the whole body through the decoder.
 pub async fn read_body(
-    mut body: Incoming,
+    mut body: ResponseBody,
     compression: Option<Compression>,
     limit: Option<Limit>,
     keep: bool,
@@ -132,7 +173,7 @@ pub async fn read_body(
     let mut decoder = Decoder::new(compression, sink);
     let mut error = None;
     loop {
-        match body.frame().await {
+        match body.chunk().await {
             None => {
                 if let Err(e) = decoder.finish() {
                     error = Some(decode_failure(&e));
@@ -140,13 +181,10 @@ pub async fn read_body(
                 break;
             }
             Some(Err(e)) => {
-                error = Some(ProbeFailure::hyper(&e, "Failed to read HTTP response body"));
+                error = Some(e);
                 break;
             }
-            Some(Ok(frame)) => {
-                let Ok(data) = frame.into_data() else {
-                    continue;
-                };
+            Some(Ok(data)) => {
                 if let Err(e) = decoder.write(&data) {
                     error = Some(decode_failure(&e));
                     break;

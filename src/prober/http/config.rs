@@ -2,6 +2,8 @@
 //! config inlined: the block as written, its validation, and the settings a
 //! probe uses.
 
+use std::sync::Arc;
+
 use serde::{Deserialize, Serialize};
 
 use super::cel::CelChecks;
@@ -13,6 +15,7 @@ use crate::config::file::{ByteString, Headers, Scalar, is_default};
 use crate::config::load::{non_empty, show_address};
 use crate::config::{ConfigError, Ctx};
 use crate::net::address::AddressPolicy;
+use crate::net::quic::QuicClient;
 
 client_config_block! {
     /// `http:` as written.
@@ -60,7 +63,7 @@ client_config_block! {
         pub ip_protocol_fallback: Option<bool>,
         #[serde(skip_serializing_if = "is_default")]
         pub skip_resolve_phase_with_proxy: bool,
-        /// Only `false` is accepted (QUIC is not implemented).
+        /// HTTP/3 over QUIC (needs `enable_http2: false`).
         #[serde(skip_serializing_if = "is_default")]
         pub enable_http3: Option<bool>,
     }
@@ -128,6 +131,9 @@ pub struct HttpSettings {
     pub address: AddressPolicy,
     pub skip_resolve_phase_with_proxy: bool,
     pub client: ClientSettings,
+    /// `enable_http3`: the module's QUIC client (built at load); every
+    /// request of the probe goes over HTTP/3.
+    pub http3: Option<Arc<QuicClient>>,
 }
 
 /// blackbox's `isCompressionAcceptEncodingValid`: the chosen encoding (or
@@ -196,10 +202,6 @@ impl HttpProbeFile {
 }
 
 pub fn build(ctx: &Ctx<'_>, h: &HttpProbeFile) -> Result<HttpSettings, ConfigError> {
-    if h.enable_http3 == Some(true) {
-        return Err(ctx.unsupported("http.enable_http3"));
-    }
-
     let method = match non_empty(&h.method) {
         None => http::Method::GET,
         Some(m) => http::Method::from_bytes(m.as_bytes())
@@ -285,7 +287,14 @@ pub fn build(ctx: &Ctx<'_>, h: &HttpProbeFile) -> Result<HttpSettings, ConfigErr
                 .collect()
         };
 
+    let client = build_client(ctx, "http", &h.client())?;
+    let http3 = match h.enable_http3 {
+        Some(true) => Some(http3_client(ctx, h, &client)?),
+        _ => None,
+    };
+
     Ok(HttpSettings {
+        http3,
         valid_status_codes: h.valid_status_codes.clone(),
         valid_http_versions: h.valid_http_versions.clone(),
         method,
@@ -321,8 +330,43 @@ pub fn build(ctx: &Ctx<'_>, h: &HttpProbeFile) -> Result<HttpSettings, ConfigErr
         )?,
         address: ctx.address_policy("http", &h.preferred_ip_protocol, h.ip_protocol_fallback)?,
         skip_resolve_phase_with_proxy: h.skip_resolve_phase_with_proxy,
-        client: build_client(ctx, "http", &h.client())?,
+        client,
     })
+}
+
+/// `enable_http3: true`, checked as blackbox does — `enable_http2` must be
+/// false and `valid_http_versions` (if set) hold only `HTTP/3.0` — plus
+/// what QUIC cannot do here: go through an HTTP proxy, or use TLS 1.2. The
+/// QUIC client is built now, once per module.
+fn http3_client(
+    ctx: &Ctx<'_>,
+    h: &HttpProbeFile,
+    client: &ClientSettings,
+) -> Result<Arc<QuicClient>, ConfigError> {
+    const KEY: &str = "http.enable_http3";
+    if client.enable_http2 {
+        return Err(ctx.err(
+            KEY,
+            "enable_http3 requires enable_http2: false (HTTP/2 is on by default)",
+        ));
+    }
+    if let Some(other) = h.valid_http_versions.iter().find(|v| *v != "HTTP/3.0") {
+        return Err(ctx.err(
+            KEY,
+            format!(
+                "with enable_http3, valid_http_versions may only contain \"HTTP/3.0\", not {other:?}"
+            ),
+        ));
+    }
+    if client.proxy.is_some() {
+        return Err(ctx.err(
+            KEY,
+            "enable_http3 cannot be combined with proxy_url or proxy_from_environment: QUIC does not go through an HTTP proxy",
+        ));
+    }
+    QuicClient::build(&client.tls)
+        .map(Arc::new)
+        .map_err(|e| ctx.err(KEY, format!("enable_http3: {e}")))
 }
 
 /// The block as shown: defaults filled in, the deprecated
@@ -706,156 +750,47 @@ modules:
     }
 
     #[test]
-    fn unsupported_keys_say_so() {
-        for (body, key) in [("enable_http3: true", "enable_http3")] {
-            let e = load_err(&http_module(body));
-            assert_contains(
-                &e,
-                &[
-                    "module \"m\"",
-                    &format!("{key} is not supported by handshake_exporter"),
-                ],
-            );
-        }
-        load(&http_module("enable_http3: false")).expect("false is fine");
-    }
-
-    #[test]
-    fn oauth2_rules_follow_prometheus_common() {
-        let oauth = |body: &str| {
-            let indented: String = body.lines().map(|l| format!("  {l}\n")).collect();
-            format!("oauth2:\n{indented}")
-        };
-        let ok = "client_id: id\nclient_secret: s\ntoken_url: http://127.0.0.1/token";
-        for (extra, key, message) in [
-            (
-                "bearer_token: t",
-                "http.bearer_token",
-                "at most one of basic_auth, oauth2, bearer_token & bearer_token_file must be configured",
-            ),
-            (
-                "bearer_token_file: t",
-                "http.bearer_token",
-                "at most one of basic_auth, oauth2, bearer_token & bearer_token_file must be configured",
-            ),
-            (
-                "basic_auth:\n  username: u",
-                "http.oauth2",
-                "at most one of basic_auth, oauth2 & authorization must be configured",
-            ),
-            (
-                "authorization:\n  credentials: c",
-                "http.authorization",
-                "at most one of basic_auth, oauth2 & authorization must be configured",
-            ),
-        ] {
-            let e = load_err(&http_module(&format!("{}{extra}", oauth(ok))));
-            assert_contains(&e, &["module \"m\"", key, message]);
-        }
-        for (body, key, message) in [
-            (
-                "token_url: http://t/",
-                "http.oauth2.client_id",
-                "oauth2 client_id must be configured",
-            ),
-            (
-                "client_id: id",
-                "http.oauth2.token_url",
-                "oauth2 token_url must be configured",
-            ),
-            (
-                "client_id: id\ntoken_url: http://t/\nclient_secret: s\nclient_secret_file: f",
-                "http.oauth2.client_secret",
-                "at most one of oauth2 client_secret, client_secret_file & client_secret_ref must be configured",
-            ),
-            (
-                "client_id: id\ntoken_url: ftp://t/",
-                "http.oauth2.token_url",
-                "must be an http:// or https:// URL",
-            ),
-            (
-                "client_id: id\ntoken_url: 'http://u:pw-SECRET@ bad/'",
-                "http.oauth2.token_url",
-                "invalid token_url",
-            ),
-            (
-                "client_id: id\ntoken_url: http://t/\ngrant_type: urn:ietf:params:oauth:grant-type:jwt-bearer",
-                "http.oauth2.grant_type",
-                "is not supported by handshake_exporter (only client_credentials)",
-            ),
-            (
-                "client_id: id\ntoken_url: http://t/\nclient_certificate_key_file: k.pem",
-                "http.oauth2.client_certificate_key_file",
-                "client_certificate_key_file is not supported by handshake_exporter",
-            ),
-            (
-                "client_id: id\ntoken_url: http://t/\nclient_certificate_key: k",
-                "http.oauth2.client_certificate_key",
-                "client_certificate_key is not supported by handshake_exporter",
-            ),
-            (
-                "client_id: id\ntoken_url: http://t/\nscopes: [a]\nendpoint_params:\n  scope: b",
-                "http.oauth2.endpoint_params",
-                "cannot overwrite parameter \"scope\"",
-            ),
-            (
-                "client_id: id\ntoken_url: http://t/\nno_proxy: localhost",
-                "http.oauth2.no_proxy",
-                "if no_proxy is configured, proxy_url must also be configured",
-            ),
-            (
-                "client_id: id\ntoken_url: http://t/\nproxy_url: socks5://p:1080",
-                "http.oauth2.proxy_url",
-                "not supported by handshake_exporter",
-            ),
-            (
-                "client_id: id\ntoken_url: http://t/\ntls_config:\n  min_version: TLS10",
-                "http.oauth2.tls_config.min_version",
-                "TLS10 is not supported",
-            ),
-        ] {
-            let e = load_err(&http_module(&oauth(body)));
-            assert_contains(&e, &["module \"m\"", key, message]);
-            assert!(!e.contains("SECRET"), "{e}");
-        }
-        let e = load_err(&http_module(&oauth(
-            "client_id: id\ntoken_url: http://t/\nclient_secrett: x",
-        )));
-        assert_contains(&e, &["client_secrett"]);
-
-        let c = load(&http_module(&oauth(
-            "client_id: id\nclient_secret_file: secret.txt\nscopes: [a, b]\ntoken_url: 'https://u:p@auth.example:8443/t?x=1#frag'\ngrant_type: client_credentials\nendpoint_params:\n  audience: api\n  n: 1\ntls_config:\n  server_name: auth\nproxy_url: http://proxy:3128",
-        )))
+    fn http3_rules_follow_blackbox() {
+        let c = load(&http_module(
+            "enable_http3: true\nenable_http2: false\nvalid_http_versions: [HTTP/3.0]",
+        ))
         .expect("loads");
-        let h = http(&c, "m");
-        assert!(h.client.authorization.is_none());
-        let o = h.client.oauth2.as_ref().expect("oauth2");
-        assert_eq!(o.client_id, "id");
-        assert!(
-            matches!(&o.client_secret, Some(SecretSource::File(p)) if p == &Path::new(BASE).join("secret.txt"))
-        );
-        assert_eq!(o.scopes, vec!["a", "b"]);
-        assert_eq!(o.token_url.as_str(), "https://auth.example:8443/t?x=1");
-        assert_eq!(
-            o.endpoint_params,
-            vec![("audience".into(), "api".into()), ("n".into(), "1".into())]
-        );
-        assert_eq!(o.tls.server_name_for(None, "x"), "auth");
-        assert!(o.proxy.as_ref().is_some_and(|p| p.url.is_some()));
-        // The module's own TLS client is not the token endpoint's.
-        assert_eq!(h.client.tls.server_name_for(None, "x"), "x");
-
-        let c = load(&http_module(&oauth(ok))).expect("loads");
-        let masked = &module(&c, "m").masked_yaml;
-        assert!(masked.contains("client_secret: <secret>"), "{masked}");
-        assert!(masked.contains("client_id: id"), "{masked}");
-        // Each load has a cache of its own: a reload never reuses a token.
-        let again = load(&http_module(&oauth(ok))).expect("loads");
-        let (a, b) = (
-            http(&c, "m").client.oauth2.clone().expect("oauth2"),
-            http(&again, "m").client.oauth2.clone().expect("oauth2"),
-        );
-        assert!(!std::sync::Arc::ptr_eq(&a, &b));
+        assert!(http(&c, "m").http3.is_some());
+        let c = load(&http_module("enable_http3: true\nenable_http2: false")).expect("loads");
+        assert!(http(&c, "m").http3.is_some());
+        let c = load(&http_module("enable_http2: false")).expect("loads");
+        assert!(http(&c, "m").http3.is_none());
+        for (body, words) in [
+            (
+                "enable_http3: true",
+                &["http.enable_http3", "requires enable_http2: false"][..],
+            ),
+            (
+                "enable_http3: true\nenable_http2: true",
+                &["http.enable_http3", "requires enable_http2: false"],
+            ),
+            (
+                "enable_http3: true\nenable_http2: false\nvalid_http_versions: [HTTP/3.0, HTTP/1.1]",
+                &["http.enable_http3", "valid_http_versions", "\"HTTP/1.1\""],
+            ),
+            (
+                "enable_http3: true\nenable_http2: false\nvalid_http_versions: [HTTP/2.0]",
+                &["http.enable_http3", "\"HTTP/2.0\""],
+            ),
+            (
+                "enable_http3: true\nenable_http2: false\nproxy_url: http://proxy:3128",
+                &["http.enable_http3", "proxy"],
+            ),
+            (
+                "enable_http3: true\nenable_http2: false\ntls_config:\n  max_version: TLS12",
+                &["http.enable_http3", "TLS 1.3"],
+            ),
+        ] {
+            let e = load_err(&http_module(body));
+            let mut want = vec!["module \"m\""];
+            want.extend_from_slice(words);
+            assert_contains(&e, &want);
+        }
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! One HTTP round trip on a fresh connection: the connector (through a
 //! proxy when one applies) times resolve, connect and tls; here the request
-//! goes out on HTTP/1.1 or HTTP/2 (by ALPN) and `processing` runs until the
-//! response head is parsed. The body is read by the caller (transfer).
+//! goes out on HTTP/1.1 or HTTP/2 (by ALPN) — or on HTTP/3 with
+//! `enable_http3` (`super::h3`) — and `processing` runs until the response
+//! head is parsed. The body is read by the caller (transfer).
 //!
 //! Keep-alive is off (blackbox's behaviour): every hop opens its own
 //! connection, which is why phases are summed over redirects.
@@ -11,10 +12,11 @@ use std::net::IpAddr;
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderValue};
 use http_body_util::Full;
-use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 
+use super::body::ResponseBody;
 use super::config::HttpSettings;
+use super::h3::{self as http3, H3Link};
 use super::metrics::HTTP_DURATION;
 use crate::net::Endpoint;
 use crate::net::address::unbracket;
@@ -42,10 +44,28 @@ pub struct Hop<'a> {
 
 /// The response head of one hop, with the connection kept alive for the body.
 pub struct HopResponse {
-    pub response: http::Response<Incoming>,
+    pub response: http::Response<ResponseBody>,
     /// The TLS handshake of this hop, when it was https.
     pub tls: Option<TlsInfo>,
-    pub connection: ConnectionTask,
+    pub connection: Link,
+}
+
+/// What keeps a hop's connection open until the body is read; dropping it
+/// closes the connection.
+pub enum Link {
+    Hyper(ConnectionTask),
+    H3(Box<H3Link>),
+}
+
+impl Link {
+    /// Close the connection: hyper's is aborted; HTTP/3's is closed with
+    /// a CONNECTION_CLOSE first (see [`H3Link::close`]).
+    pub async fn close(self) {
+        match self {
+            Link::Hyper(task) => drop(task),
+            Link::H3(link) => link.close().await,
+        }
+    }
 }
 
 /// Whether `url` goes through the module's proxy.
@@ -54,7 +74,7 @@ pub fn proxied(s: &HttpSettings, url: &url::Url) -> bool {
     proxy_for(&s.client, url.scheme() == "https", &host, port).is_some()
 }
 
-fn host_port(url: &url::Url) -> (String, u16) {
+pub fn host_port(url: &url::Url) -> (String, u16) {
     let https = url.scheme() == "https";
     let host = unbracket(url.host_str().unwrap_or_default()).to_string();
     let port = url
@@ -71,6 +91,9 @@ pub async fn round_trip(
     s: &HttpSettings,
     hop: Hop<'_>,
 ) -> Result<HopResponse, ProbeFailure> {
+    if let Some(quic) = &s.http3 {
+        return http3::round_trip(cx, s, quic, hop).await;
+    }
     let https = hop.url.scheme() == "https";
     let (host, port) = host_port(hop.url);
     let proxy = proxy_for(&s.client, https, &host, port);
@@ -170,8 +193,8 @@ pub async fn round_trip(
     };
     processing.finish();
     Ok(HopResponse {
-        response,
+        response: response.map(ResponseBody::Hyper),
         tls,
-        connection,
+        connection: Link::Hyper(connection),
     })
 }

@@ -1,7 +1,8 @@
 //! `prober: http` — blackbox's HTTP prober, split into its config block
 //! (`config`), request building (`request`), one round trip per redirect
-//! hop (`hop`), body reading (`body`), response checks (`checks`, with the
-//! CEL matchers in `cel`) and metric emission (`metrics`).
+//! hop (`hop`; over HTTP/3 with `enable_http3`: `h3`), body reading
+//! (`body`), response checks (`checks`, with the CEL matchers in `cel`) and
+//! metric emission (`metrics`).
 //!
 //! The first hop goes to the address chosen by `preferred_ip_protocol`
 //! with the original name as Host and SNI; redirects (≤ 10) are followed on
@@ -13,6 +14,7 @@ pub mod body;
 pub mod cel;
 pub mod checks;
 pub mod config;
+pub mod h3;
 pub mod hop;
 pub mod metrics;
 pub mod request;
@@ -74,7 +76,8 @@ impl Destination {
         target: &str,
         s: &HttpSettings,
     ) -> Result<Self, ProbeFailure> {
-        let url = request::parse_target(target)?;
+        let mut url = request::parse_target(target)?;
+        upgrade_for_http3(cx, s, &mut url);
         let url_host = unbracket(url.host_str().unwrap_or_default()).to_string();
         let host_override = cx.hostname.map(str::to_string).or_else(|| s.host.clone());
         let address = if s.skip_resolve_phase_with_proxy && hop::proxied(s, &url) {
@@ -236,7 +239,7 @@ async fn fetch(
             );
             return Ok(done(hop, MAX_REDIRECTS + 1, true, true));
         }
-        let next = match dest.url.join(&location) {
+        let mut next = match dest.url.join(&location) {
             Ok(next) if matches!(next.scheme(), "http" | "https") => next,
             _ => {
                 cx.log
@@ -244,6 +247,7 @@ async fn fetch(
                 return Ok(done(hop, redirects, true, false));
             }
         };
+        upgrade_for_http3(cx, s, &mut next);
         redirects += 1;
         // Go: 301/302 turn POST into GET, 303 turns everything but HEAD
         // into GET; 307/308 keep method and body.
@@ -254,8 +258,20 @@ async fn fetch(
             method = http::Method::GET;
             body = bytes::Bytes::new();
         }
-        drop(hop);
+        hop.connection.close().await;
         dest = dest.redirect(cx, next);
+    }
+}
+
+/// With `enable_http3` every request is HTTP/3, which is always TLS: an
+/// `http://` target or redirect location is upgraded to `https://` (its
+/// port kept, or 443), as blackbox does.
+fn upgrade_for_http3(cx: &ProbeContext<'_>, s: &HttpSettings, url: &mut url::Url) {
+    if s.http3.is_some() && url.scheme() == "http" && url.set_scheme("https").is_ok() {
+        cx.log.info(
+            "HTTP/3: upgraded the URL to https",
+            &[("url", &userinfo::redact(url.as_str()))],
+        );
     }
 }
 
@@ -310,7 +326,7 @@ pub async fn probe(
             .await,
         )
     };
-    drop(connection);
+    connection.close().await;
     let mut body_check = None;
     if let Some(r) = &mut read {
         final_response.body_bytes = r.bytes;
@@ -372,9 +388,8 @@ fn body_limit(s: &HttpSettings, max_body_bytes: u64) -> Option<body::Limit> {
 fn content_length(
     parts: &http::response::Parts,
     method: &http::Method,
-    body: &hyper::body::Incoming,
+    body: &body::ResponseBody,
 ) -> i64 {
-    use hyper::body::Body as _;
     if let Some(n) = parts
         .headers
         .get(http::header::CONTENT_LENGTH)

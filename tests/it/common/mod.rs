@@ -12,6 +12,7 @@ pub mod dns_server;
 pub mod exporter;
 pub mod exposition;
 pub mod grpc_server;
+pub mod h3_server;
 pub mod http_server;
 pub mod json;
 pub mod nginx;
