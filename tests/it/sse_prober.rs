@@ -333,11 +333,36 @@ async fn a_silent_server_is_timeout() {
     );
 }
 
+/// A field of /proc/self/status in KiB (VmRSS, VmHWM): the numbers the
+/// flood tests print (meaningful when the test runs alone).
+fn proc_kib(field: &str) -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// One ordinary probe first, so the flood tests' RSS numbers do not count
+/// what the first probe of a process loads (root store, regexes ...).
+async fn warm_up() {
+    let (s, _) = sse_server(vec![send("data: x\n\n"), hold()]).await;
+    probe("", &url(&s)).await.assert_success();
+}
+
 #[tokio::test]
 async fn a_comment_flood_ends_on_the_cap_or_the_deadline() {
+    warm_up().await;
     let (s, _) = sse_server(vec![Step::Flood(b": flood\n".repeat(1024))]).await;
     let timeout = Duration::from_secs(1);
+    let rss_before = proc_kib("VmRSS");
     let o = probe_for("", &url(&s), timeout).await;
+    eprintln!(
+        "comment flood: VmRSS {rss_before} KiB before, {} KiB after, VmHWM {} KiB",
+        proc_kib("VmRSS"),
+        proc_kib("VmHWM")
+    );
     assert!(
         matches!(
             o.reason.as_deref(),
@@ -362,8 +387,15 @@ async fn a_comment_flood_ends_on_the_cap_or_the_deadline() {
 
 #[tokio::test]
 async fn an_endless_line_fails_on_the_line_cap() {
+    warm_up().await;
     let (s, _) = sse_server(vec![send("data: "), Step::Flood(vec![b'x'; 64 * 1024])]).await;
+    let rss_before = proc_kib("VmRSS");
     let o = probe_for("", &url(&s), Duration::from_secs(3)).await;
+    eprintln!(
+        "endless line: VmRSS {rss_before} KiB before, {} KiB after, VmHWM {} KiB",
+        proc_kib("VmRSS"),
+        proc_kib("VmHWM")
+    );
     o.assert_reason("body_size_limit");
     assert!(o.log.contains("line exceeds 1048576 bytes"), "{}", o.log);
     assert!(o.elapsed < Duration::from_secs(2), "{:?}", o.elapsed);

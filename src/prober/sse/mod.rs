@@ -271,34 +271,32 @@ async fn read_events(
                 ),
             ));
         }
-        let mut fed = Vec::new();
-        let parsed = parser.feed(&chunk, &mut |item| fed.push(item));
-        for item in fed {
-            match item {
-                Item::Comment => heartbeats += 1,
-                Item::Event(e) => {
-                    events += 1;
-                    if events == 1 {
-                        let t = started.elapsed().as_secs_f64();
-                        cx.metrics.set(&FIRST_EVENT, t);
-                    }
-                    let type_ok = s.event.as_ref().is_none_or(|t| *t == e.event_type);
-                    let data_ok = s.expect.as_ref().is_none_or(|re| re.is_match(&e.data));
-                    cx.log.debug(
-                        "Received event",
-                        &[
-                            ("event", &e.event_type),
-                            ("id", &e.id),
-                            ("bytes", &e.data.len()),
-                            ("matches", &(type_ok && data_ok)),
-                        ],
-                    );
-                    if type_ok && data_ok {
-                        matched += 1;
-                    }
+        // Items are handled as the parser finds them: a chunk of a
+        // thousand comments allocates nothing.
+        let parsed = parser.feed(&chunk, &mut |item| match item {
+            Item::Comment => heartbeats += 1,
+            Item::Event(e) => {
+                events += 1;
+                if events == 1 {
+                    cx.metrics
+                        .set(&FIRST_EVENT, started.elapsed().as_secs_f64());
+                }
+                let type_ok = s.event.as_ref().is_none_or(|t| *t == e.event_type);
+                let data_ok = s.expect.as_ref().is_none_or(|re| re.is_match(&e.data));
+                cx.log.debug(
+                    "Received event",
+                    &[
+                        ("event", &e.event_type),
+                        ("id", &e.id),
+                        ("bytes", &e.data.len()),
+                        ("matches", &(type_ok && data_ok)),
+                    ],
+                );
+                if type_ok && data_ok {
+                    matched += 1;
                 }
             }
-        }
+        });
         cx.metrics.set(&EVENTS_RECEIVED, events as f64);
         cx.metrics.set(&HEARTBEATS_RECEIVED, heartbeats as f64);
         if let Err(e) = parsed {
