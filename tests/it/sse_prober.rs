@@ -506,3 +506,49 @@ async fn config_errors_name_the_key() {
         assert!(e.contains(needle), "{needle} not in {e}");
     }
 }
+
+#[tokio::test]
+async fn through_an_http_proxy() {
+    let (s, heads) = sse_server(vec![send("data: proxied\n\n"), hold()]).await;
+    let proxy = crate::common::proxy::Proxy::start().await;
+    let o = probe(
+        &format!("proxy_url: {}\nexpect: proxied", proxy.url()),
+        &url(&s),
+    )
+    .await;
+    o.assert_success();
+    // Absolute form to the proxy, origin form from it to the server.
+    let want = format!("GET {} HTTP/1.1\r\n", url(&s));
+    assert!(proxy.heads()[0].starts_with(&want), "{:?}", proxy.heads());
+    assert!(heads.lock().unwrap()[0].starts_with("GET /events HTTP/1.1\r\n"));
+}
+
+#[tokio::test]
+async fn over_http2_when_the_server_offers_it() {
+    use crate::common::http_server::{TestServer, Tls};
+    let pki = Pki::new();
+    let leaf = pki.localhost_leaf();
+    let server = TestServer::https(Tls::new(&leaf), |_req| {
+        let mut r = http::Response::new(http_body_util::Full::new(bytes::Bytes::from_static(
+            b": hello\n\nevent: update\ndata: over h2\n\n",
+        )));
+        r.headers_mut().insert(
+            http::header::CONTENT_TYPE,
+            http::HeaderValue::from_static("text/event-stream"),
+        );
+        r
+    });
+    let target = server.url_with_host("localhost", "/events");
+    let body = format!(
+        "tls_config:\n  ca_file: {}\nevent: update\nexpect: 'over h2'",
+        pki.ca_file().display()
+    );
+    let o = probe(&body, &target).await;
+    o.assert_success();
+    assert_eq!(val(&o, "probe_sse_heartbeats_received"), 1.0);
+    assert!(o.log.contains("http_version=HTTP/2.0"), "{}", o.log);
+    // With enable_http2: false the same server is asked over HTTP/1.1.
+    let o = probe(&format!("{body}\nenable_http2: false"), &target).await;
+    o.assert_success();
+    assert!(o.log.contains("http_version=HTTP/1.1"), "{}", o.log);
+}

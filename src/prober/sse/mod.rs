@@ -33,6 +33,7 @@ use tokio::time::Instant;
 use super::address;
 use super::client::{append_extra_headers, authority, authorization_value, mark, user_agent};
 use super::http::hop::{self, Hop, HopResponse, Via};
+use super::http::metrics::version_string;
 use super::http::request::parse_target;
 use super::metrics::{GaugeSpec, Presence};
 use super::reason::{FailureReason, ProbeFailure};
@@ -201,6 +202,7 @@ pub async fn probe(
         "Received SSE response",
         &[
             ("status_code", &status),
+            ("http_version", &version_string(parts.version)),
             (
                 "content_type",
                 &content_type.and_then(|v| v.to_str().ok()).unwrap_or(""),
