@@ -552,3 +552,38 @@ async fn over_http2_when_the_server_offers_it() {
     o.assert_success();
     assert!(o.log.contains("http_version=HTTP/1.1"), "{}", o.log);
 }
+
+#[tokio::test]
+async fn the_stream_as_a_whole_is_capped_by_max_body_bytes() {
+    use handshake_exporter::prober::log::LogFormat;
+    use handshake_exporter::prober::{ProbeLimits, ProbeRequest, run_probe};
+    let (s, _) = sse_server(vec![Step::Flood(b": flood\n".repeat(1024))]).await;
+    let config = crate::common::probe::load_config(Path::new("/"), &config(""));
+    let module = config.modules.get("s").expect("module").clone();
+    let target = url(&s);
+    let report = run_probe(ProbeRequest {
+        module: &module,
+        target: &target,
+        hostname: None,
+        timeout: Duration::from_secs(3),
+        log_format: LogFormat::Logfmt,
+        limits: ProbeLimits {
+            max_body_bytes: 256 * 1024,
+        },
+    })
+    .await;
+    let failure = report.failure.expect("the probe fails");
+    assert_eq!(failure.reason.as_str(), "body_size_limit");
+    assert!(
+        failure
+            .message
+            .contains("--probe.max-body-bytes of 262144 bytes"),
+        "{}",
+        failure.message
+    );
+    assert!(
+        report.duration < Duration::from_secs(1),
+        "{:?}",
+        report.duration
+    );
+}
