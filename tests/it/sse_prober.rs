@@ -587,3 +587,23 @@ async fn the_stream_as_a_whole_is_capped_by_max_body_bytes() {
         report.duration
     );
 }
+
+#[tokio::test]
+async fn the_exporter_refuses_an_sse_probe_of_itself() {
+    use crate::common::exporter::Exporter;
+    let config = "modules:\n  sse:\n    prober: sse\n    timeout: 5s\n    sse:\n      preferred_ip_protocol: ip4\n";
+    let exporter = Exporter::start(config).await;
+    // The exporter's own /probe, probing itself.
+    let inner = format!("http://{}/", exporter.addr());
+    let query = form_urlencoded::Serializer::new(String::new())
+        .extend_pairs([("target", inner.as_str()), ("module", "sse")])
+        .finish();
+    let target = format!("http://{}/probe?{query}", exporter.addr());
+    let m = exporter.probe_metrics(&target, "sse").await;
+    assert_eq!(m.value("probe_success", &[]), Some(0.0));
+    assert_eq!(m.value("probe_sse_status_code", &[]), Some(508.0));
+    assert_eq!(
+        m.value("probe_failure_info", &[("reason", "http_status")]),
+        Some(1.0)
+    );
+}
