@@ -93,6 +93,10 @@ impl Parser {
 
     /// Parse `chunk`, handing each comment and dispatched event to `out`.
     pub fn feed(&mut self, mut chunk: &[u8], out: &mut impl FnMut(Item)) -> Result<(), TooLarge> {
+        // An empty chunk must not forget a pending CR.
+        if chunk.is_empty() {
+            return Ok(());
+        }
         if self.after_cr {
             self.after_cr = false;
             if let Some(rest) = chunk.strip_prefix(b"\n") {
@@ -296,7 +300,8 @@ mod tests {
     fn crlf_split_across_chunks_is_one_line_end() {
         // Were the LF another line end, the blank line would dispatch "a"
         // alone.
-        let items = parse_chunks(&[b"data: a\r", b"\ndata: b\r", b"\n\r", b"\n"]).unwrap();
+        let items =
+            parse_chunks(&[b"data: a\r", b"", b"\ndata: b\r", b"\n\r", b"", b"\n"]).unwrap();
         assert_eq!(
             items,
             vec![Item::Event(Event {
