@@ -7,8 +7,9 @@
 //! here and nowhere else), and the handler metrics (`probe_success`,
 //! `probe_duration_seconds`, `probe_timeout_seconds`, `probe_failure_info`).
 //!
-//! Each prober is a folder (`http/`, `tcp/`, `tls/`, `websocket/`, `dns/`) with its
-//! config block and validation (`config.rs`) beside its probe, registered
+//! Each prober is a folder (`http/`, `tcp/`, `tls/`, `websocket/`, `dns/`,
+//! `sse/` ...) with its config block and validation (`config.rs`) beside
+//! its probe, registered
 //! with one line in [`registry`]. What several probers share: [`connect`]
 //! (their side of the one connector in `net`), [`client`] (the HTTP client
 //! config at request time), [`address`] and [`tls_metrics`] (metric
@@ -27,6 +28,7 @@ pub mod metrics;
 pub mod phase;
 pub mod reason;
 pub mod registry;
+pub mod sse;
 pub mod tcp;
 pub mod tls;
 pub mod tls_metrics;

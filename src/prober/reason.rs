@@ -65,6 +65,8 @@ pub enum FailureReason {
     /// The target or the module settings could not be used for a request
     /// (malformed URL, unreadable body_file, bad header value).
     InvalidTarget,
+    /// An SSE response whose Content-Type is not `text/event-stream`.
+    SseContentType,
 }
 
 impl FailureReason {
@@ -103,6 +105,7 @@ impl FailureReason {
         Self::GrpcStatus,
         Self::IcmpNoReply,
         Self::InvalidTarget,
+        Self::SseContentType,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -140,6 +143,7 @@ impl FailureReason {
             Self::GrpcStatus => "grpc_status",
             Self::IcmpNoReply => "icmp_no_reply",
             Self::InvalidTarget => "invalid_target",
+            Self::SseContentType => "sse_content_type",
         }
     }
 }

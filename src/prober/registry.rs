@@ -157,6 +157,7 @@ probers! {
     dns => Dns(dns::DnsSettings),
     grpc => Grpc(grpc::GrpcSettings),
     icmp => Icmp(icmp::IcmpSettings),
+    sse => Sse(super::sse::SseSettings),
 }
 
 /// The loaded configuration.

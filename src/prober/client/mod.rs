@@ -1,5 +1,5 @@
 //! The HTTP client config at request time, shared by every HTTP-based
-//! prober (http, websocket): which proxy and TLS settings a request goes
+//! prober (http, websocket, sse): which proxy and TLS settings a request goes
 //! through ([`connector`]), the credentials and headers it carries (read
 //! per request, as prometheus/common does, so rotated secrets are picked up
 //! without a reload), and the hyper connection it is sent on ([`conn`]).

@@ -126,7 +126,7 @@ impl ResponseBody {
     }
 
     /// The next piece of data; None at the end.
-    async fn chunk(&mut self) -> Option<Result<Bytes, ProbeFailure>> {
+    pub async fn chunk(&mut self) -> Option<Result<Bytes, ProbeFailure>> {
         match self {
             ResponseBody::Hyper(body) => loop {
                 match body.frame().await? {

@@ -4,6 +4,9 @@
 //! `enable_http3` (`super::h3`) — and `processing` runs until the response
 //! head is parsed. The body is read by the caller (transfer).
 //!
+//! [`round_trip_via`] is the same hop for other probers that send one
+//! HTTP request (sse), timed into their own phase gauge.
+//!
 //! Keep-alive is off (blackbox's behaviour): every hop opens its own
 //! connection, which is why phases are summed over redirects.
 
@@ -18,14 +21,16 @@ use super::body::ResponseBody;
 use super::config::HttpSettings;
 use super::h3::{self as http3, H3Link};
 use super::metrics::HTTP_DURATION;
+use crate::config::client::ClientSettings;
 use crate::net::Endpoint;
-use crate::net::address::unbracket;
+use crate::net::address::{AddressPolicy, unbracket};
 use crate::net::tls::TlsInfo;
 use crate::net::userinfo;
 use crate::prober::ProbeContext;
 use crate::prober::client::conn::{self, ConnectionTask};
 use crate::prober::client::{self as http_client, host_header_value, proxy_for, secret_header};
 use crate::prober::connect::{self, TlsReport};
+use crate::prober::metrics::GaugeSpec;
 use crate::prober::reason::{FailureReason, ProbeFailure};
 
 /// What one hop sends.
@@ -94,13 +99,38 @@ pub async fn round_trip(
     if let Some(quic) = &s.http3 {
         return http3::round_trip(cx, s, quic, hop).await;
     }
+    let via = Via {
+        client: &s.client,
+        address: s.address,
+        phases: &HTTP_DURATION,
+    };
+    round_trip_via(cx, via, hop).await
+}
+
+/// The client side of a hop over TCP (HTTP/1.1 or HTTP/2), for every
+/// HTTP-based prober that sends one request and reads a response (http,
+/// sse): the module's client config and address policy, and the gauge its
+/// phases are timed into.
+#[derive(Clone, Copy)]
+pub struct Via<'a> {
+    pub client: &'a ClientSettings,
+    pub address: AddressPolicy,
+    pub phases: &'static GaugeSpec,
+}
+
+/// [`round_trip`] without HTTP/3: one request on a fresh TCP connection.
+pub async fn round_trip_via(
+    cx: &ProbeContext<'_>,
+    via: Via<'_>,
+    hop: Hop<'_>,
+) -> Result<HopResponse, ProbeFailure> {
     let https = hop.url.scheme() == "https";
     let (host, port) = host_port(hop.url);
-    let proxy = proxy_for(&s.client, https, &host, port);
-    let tls = https.then(|| (hop.server_name, http_client::alpn(s.client.enable_http2)));
+    let proxy = proxy_for(via.client, https, &host, port);
+    let tls = https.then(|| (hop.server_name, http_client::alpn(via.client.enable_http2)));
     let connector = http_client::connector(
-        &s.client,
-        (s.address, cx.targets),
+        via.client,
+        (via.address, cx.targets),
         proxy.as_ref(),
         https,
         tls,
@@ -114,7 +144,7 @@ pub async fn round_trip(
     // response never came.
     let opened = connect::open(
         cx,
-        Some(&HTTP_DURATION),
+        Some(via.phases),
         &connector,
         endpoint,
         TlsReport::ByCaller,
@@ -123,7 +153,7 @@ pub async fn round_trip(
     let h2 = opened.is_h2();
     let tls = opened.tls;
 
-    let processing = cx.phase(&HTTP_DURATION, "processing");
+    let processing = cx.phase(via.phases, "processing");
     let path = match hop.url.query() {
         Some(q) => format!("{}?{q}", hop.url.path()),
         None => hop.url.path().to_string(),
