@@ -464,6 +464,11 @@ impl Server {
         {
             tracing::warn!("Timed out waiting for connections to close");
         }
+        let sessions = self.app.config.sessions();
+        if !sessions.is_empty() {
+            tracing::info!(sessions = sessions.len(), "Closing WebSocket sessions");
+            sessions.close_all(Duration::from_secs(2)).await;
+        }
     }
 }
 
