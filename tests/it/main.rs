@@ -44,3 +44,4 @@ mod unix_prober;
 mod websocket_apps;
 mod websocket_h2;
 mod websocket_prober;
+mod websocket_session;
