@@ -27,6 +27,7 @@ mod deploy_files;
 mod dns_prober;
 mod e2e_nginx_tls;
 mod e2e_nginx_websocket;
+mod e2e_nginx_websocket_session;
 mod e2e_prometheus;
 mod flags;
 mod grpc_prober;
