@@ -87,6 +87,7 @@ fn shipped_exporter_configs_load() {
     for path in [
         "deploy/docker/blackbox.yml",
         "examples/websocket_apps.yml",
+        "examples/websocket_session.yml",
         "src/config/default.yml",
     ] {
         load_file(&repo().join(path)).unwrap_or_else(|e| panic!("{path}: {e}"));

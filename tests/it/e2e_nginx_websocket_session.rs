@@ -25,7 +25,11 @@ fn config() -> String {
             "  {name}:\n    prober: websocket_session\n    timeout: 3s\n    websocket:\n      session:\n        ping_interval: {ping}\n        max_silence: 30s\n        reconnect_min: 5s\n        reconnect_max: 5s\n"
         )
     };
-    format!("modules:\n{}{}", module("idle", "0"), module("pinged", "500ms"))
+    format!(
+        "modules:\n{}{}",
+        module("idle", "0"),
+        module("pinged", "500ms")
+    )
 }
 
 async fn start() -> (WsBackend, Nginx) {
@@ -81,7 +85,11 @@ async fn an_idle_session_shows_the_proxy_read_timeout() {
         (IDLE_TIMEOUT_S - 0.1..IDLE_TIMEOUT_S + 0.8).contains(&lasted),
         "the idle cut shows as the timeout: {lasted}"
     );
-    assert_eq!(m.expect("probe_success", &[]), 0.0, "down until the reconnect: {m}");
+    assert_eq!(
+        m.expect("probe_success", &[]),
+        0.0,
+        "down until the reconnect: {m}"
+    );
     assert_eq!(m.expect("probe_websocket_session_connected", &[]), 0.0);
     assert_eq!(backend.upgrades(), 1);
 }

@@ -73,7 +73,10 @@ impl Closes {
     }
 
     /// An echo behaviour that records the path when the client closes.
-    fn echo(&self) -> impl Fn(Session) -> std::pin::Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync + 'static {
+    fn echo(
+        &self,
+    ) -> impl Fn(Session) -> std::pin::Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync + 'static
+    {
         let closes = self.0.clone();
         move |mut s: Session| {
             let closes = closes.clone();
@@ -127,14 +130,26 @@ async fn later_probes_reuse_the_first_connection_and_report_ping_rtt() {
     let first = exporter.probe_metrics(&target, "s").await;
     assert_eq!(success(&first), 1.0, "{first}");
     assert_eq!(first.expect("probe_websocket_session_connected", &[]), 1.0);
-    assert_eq!(first.expect("probe_websocket_session_connects_total", &[]), 1.0);
-    assert!(!first.has("probe_websocket_session_last_close_code"), "{first}");
-    assert!(!first.has("probe_websocket_session_last_connection_seconds"), "{first}");
+    assert_eq!(
+        first.expect("probe_websocket_session_connects_total", &[]),
+        1.0
+    );
+    assert!(
+        !first.has("probe_websocket_session_last_close_code"),
+        "{first}"
+    );
+    assert!(
+        !first.has("probe_websocket_session_last_connection_seconds"),
+        "{first}"
+    );
 
     tokio::time::sleep(Duration::from_millis(700)).await;
     let later = exporter.probe_metrics(&target, "s").await;
     assert_eq!(success(&later), 1.0, "{later}");
-    assert_eq!(later.expect("probe_websocket_session_connects_total", &[]), 1.0);
+    assert_eq!(
+        later.expect("probe_websocket_session_connects_total", &[]),
+        1.0
+    );
     let uptime = later.expect("probe_websocket_session_uptime_seconds", &[]);
     assert!(uptime >= 0.6, "uptime {uptime}");
     let rtt = later.expect("probe_websocket_session_ping_rtt_seconds", &[]);
@@ -152,8 +167,11 @@ async fn a_silent_server_is_cut_after_max_silence_and_the_session_reconnects() {
     // Never reads: pings go unanswered and nothing ever arrives.
     let server = WsServer::plain(Session::hold);
     let target = server.url("/quiet");
-    let exporter =
-        Exporter::start(&config(&[("s", "ping_interval: 100ms\nmax_silence: 500ms")])).await;
+    let exporter = Exporter::start(&config(&[(
+        "s",
+        "ping_interval: 100ms\nmax_silence: 500ms",
+    )]))
+    .await;
 
     let first = exporter.probe_metrics(&target, "s").await;
     assert_eq!(success(&first), 1.0, "{first}");
@@ -163,7 +181,10 @@ async fn a_silent_server_is_cut_after_max_silence_and_the_session_reconnects() {
     .await;
     assert!(disconnects(&m, "silence") >= 1.0, "{m}");
     let lasted = m.expect("probe_websocket_session_last_connection_seconds", &[]);
-    assert!((0.4..1.5).contains(&lasted), "cut after max_silence: {lasted}");
+    assert!(
+        (0.4..1.5).contains(&lasted),
+        "cut after max_silence: {lasted}"
+    );
     assert!(
         wait_for(Duration::from_secs(3), || server.connections() >= 2).await,
         "no reconnect after the silence"
@@ -201,7 +222,8 @@ async fn server_closes_are_counted_with_their_codes_and_the_session_reconnects()
 
     assert_eq!(success(&exporter.probe_metrics(&target, "s").await), 1.0);
     let after_first = probe_until(&exporter, &target, "s", Duration::from_secs(3), |m| {
-        m.value("probe_websocket_session_last_close_code", &[]).is_some()
+        m.value("probe_websocket_session_last_close_code", &[])
+            .is_some()
     })
     .await;
     assert_eq!(
@@ -215,7 +237,10 @@ async fn server_closes_are_counted_with_their_codes_and_the_session_reconnects()
     .await;
     assert_eq!(success(&m), 1.0, "{m}");
     assert_eq!(disconnects(&m, "closed_by_server"), 2.0, "{m}");
-    assert_eq!(m.expect("probe_websocket_session_last_close_code", &[]), 1001.0);
+    assert_eq!(
+        m.expect("probe_websocket_session_last_close_code", &[]),
+        1001.0
+    );
     assert_eq!(m.expect("probe_websocket_session_connects_total", &[]), 3.0);
     let lasted = m.expect("probe_websocket_session_last_connection_seconds", &[]);
     assert!((0.25..1.0).contains(&lasted), "{lasted}");
@@ -274,7 +299,11 @@ async fn an_unasked_session_expires_and_closes_its_connection() {
         "the expired session did not close its connection"
     );
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(server.connections(), 1, "an expired session does not reconnect");
+    assert_eq!(
+        server.connections(),
+        1,
+        "an expired session does not reconnect"
+    );
     // The next probe starts a new session.
     let m = exporter.probe_metrics(&target, "s").await;
     assert_eq!(success(&m), 1.0, "{m}");
@@ -285,8 +314,7 @@ async fn an_unasked_session_expires_and_closes_its_connection() {
 #[tokio::test]
 async fn session_max_refuses_new_sessions_and_keeps_the_others() {
     let server = WsServer::echo();
-    let exporter =
-        Exporter::start_with_args(&config(&[("s", "")]), &["--session.max", "1"]).await;
+    let exporter = Exporter::start_with_args(&config(&[("s", "")]), &["--session.max", "1"]).await;
     let a = server.url("/a");
     assert_eq!(success(&exporter.probe_metrics(&a, "s").await), 1.0);
     let refused = exporter.probe_metrics(&server.url("/b"), "s").await;
@@ -303,7 +331,10 @@ async fn reload_closes_the_sessions_whose_module_changed() {
     let (same, changed) = (server.url("/same"), server.url("/changed"));
     let exporter = Exporter::start(&config(&[("keep", ""), ("edit", "")])).await;
     assert_eq!(success(&exporter.probe_metrics(&same, "keep").await), 1.0);
-    assert_eq!(success(&exporter.probe_metrics(&changed, "edit").await), 1.0);
+    assert_eq!(
+        success(&exporter.probe_metrics(&changed, "edit").await),
+        1.0
+    );
 
     exporter.write_config(&config(&[("keep", ""), ("edit", "max_silence: 2s")]));
     let resp = exporter.post("/-/reload").await;
@@ -347,5 +378,9 @@ async fn the_target_policy_applies_to_sessions() {
     assert_eq!(success(&m), 0.0, "{m}");
     assert_eq!(failure(&m).as_deref(), Some("target_forbidden"), "{m}");
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(server.connections(), 0, "a forbidden target is never connected");
+    assert_eq!(
+        server.connections(),
+        0,
+        "a forbidden target is never connected"
+    );
 }

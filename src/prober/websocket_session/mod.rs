@@ -27,11 +27,11 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use super::ProbeContext;
 use super::metrics::{GaugeSpec, Presence};
 use super::reason::ProbeFailure;
 use super::registry::Prober;
 use super::websocket::{self, WebSocketProbeFile, WebSocketSettings};
-use super::ProbeContext;
 use crate::config::duration::parse_duration;
 use crate::config::file::{Scalar, is_default};
 use crate::config::{ConfigError, Ctx};
@@ -186,7 +186,12 @@ fn duration(
 /// Validate `session:`; errors name the key.
 pub fn build_times(ctx: &Ctx<'_>, f: &SessionFile) -> Result<SessionTimes, ConfigError> {
     let d = SessionTimes::default();
-    let ping = duration(ctx, "ping_interval", &f.ping_interval, Duration::from_secs(15))?;
+    let ping = duration(
+        ctx,
+        "ping_interval",
+        &f.ping_interval,
+        Duration::from_secs(15),
+    )?;
     let t = SessionTimes {
         ping_interval: (!ping.is_zero()).then_some(ping),
         max_silence: duration(ctx, "max_silence", &f.max_silence, d.max_silence)?,
@@ -271,8 +276,14 @@ mod tests {
     #[test]
     fn errors_name_the_key() {
         for (body, key) in [
-            ("session:\n  max_silence: 0", "websocket.session.max_silence"),
-            ("session:\n  reconnect_min: 5x", "websocket.session.reconnect_min"),
+            (
+                "session:\n  max_silence: 0",
+                "websocket.session.max_silence",
+            ),
+            (
+                "session:\n  reconnect_min: 5x",
+                "websocket.session.reconnect_min",
+            ),
             (
                 "session:\n  reconnect_min: 10s\n  reconnect_max: 1s",
                 "websocket.session.reconnect_max",
@@ -281,8 +292,14 @@ mod tests {
                 "session:\n  ping_interval: 1m\n  max_silence: 30s",
                 "websocket.session.ping_interval",
             ),
-            ("session:\n  expire_after: 0s", "websocket.session.expire_after"),
-            ("query_response:\n  - expect: '('", "websocket.query_response[0].expect"),
+            (
+                "session:\n  expire_after: 0s",
+                "websocket.session.expire_after",
+            ),
+            (
+                "query_response:\n  - expect: '('",
+                "websocket.query_response[0].expect",
+            ),
         ] {
             let e = load_err(&session_module(body));
             assert_contains(&e, &["module \"s\"", key]);
@@ -291,6 +308,9 @@ mod tests {
         assert_contains(&e, &["pingg"]);
         // session: belongs to websocket_session only.
         let e = load_err(&ws_module("session:\n  ping_interval: 1s"));
-        assert_contains(&e, &["module \"w\"", "websocket.session", "websocket_session"]);
+        assert_contains(
+            &e,
+            &["module \"w\"", "websocket.session", "websocket_session"],
+        );
     }
 }

@@ -244,7 +244,11 @@ impl Session {
         if let Some(since) = st.connected_since.take() {
             st.last_connection = Some(since.elapsed());
         }
-        match st.disconnects.iter_mut().find(|(r, _)| *r == end.failure.reason) {
+        match st
+            .disconnects
+            .iter_mut()
+            .find(|(r, _)| *r == end.failure.reason)
+        {
             Some((_, n)) => *n += 1,
             None => st.disconnects.push((end.failure.reason, 1)),
         }
@@ -263,8 +267,10 @@ impl Session {
     fn report(&self, cx: &ProbeContext<'_>) -> Result<(), ProbeFailure> {
         let st = lock(&self.state);
         let now = Instant::now();
-        cx.metrics
-            .set(&CONNECTED, f64::from(u8::from(st.connected_since.is_some())));
+        cx.metrics.set(
+            &CONNECTED,
+            f64::from(u8::from(st.connected_since.is_some())),
+        );
         let uptime = st.connected_since.map(|s| now - s).unwrap_or_default();
         cx.metrics.set(&UPTIME, uptime.as_secs_f64());
         cx.metrics.set(&CONNECTS, st.connects as f64);
