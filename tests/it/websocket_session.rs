@@ -384,3 +384,110 @@ async fn the_target_policy_applies_to_sessions() {
         "a forbidden target is never connected"
     );
 }
+
+/// The budget: 1,000 open wss sessions to one local server within
+/// 128 MB RSS and under 2% of a core while idle. A measurement, not a
+/// timed test (it takes about a minute): run it with
+/// `cargo test --release --test it websocket_session::measure -- --ignored --nocapture`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "measurement: run by hand"]
+async fn measure_1000_wss_sessions_rss_and_idle_cpu() {
+    use crate::common::pki::Pki;
+    use crate::common::ws_server::Tls;
+
+    const SESSIONS: usize = 1000;
+    let pki = Pki::new();
+    let leaf = pki.localhost_leaf();
+    // A server that keeps every connection as long as the client does
+    // (the test servers give up on a client silent for 10 s) and answers
+    // pings.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Tls::http1_only(&leaf).server_config());
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let count = accepted.clone();
+    let server = tokio::spawn(async move {
+        loop {
+            let Ok((tcp, _)) = listener.accept().await else {
+                continue;
+            };
+            count.fetch_add(1, Ordering::SeqCst);
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let Ok(mut ws) = tokio_tungstenite::accept_async(tls).await else {
+                    return;
+                };
+                while let Some(Ok(_)) = futures_util::StreamExt::next(&mut ws).await {}
+            });
+        }
+    });
+    let yaml = format!(
+        "modules:\n  s:\n    prober: websocket_session\n    timeout: 10s\n    websocket:\n      tls_config:\n        ca_file: {}\n      session:\n        ping_interval: 15s\n        max_silence: 60s\n        expire_after: 10m\n",
+        pki.ca_file().display()
+    );
+    let exporter = Arc::new(Exporter::start(&yaml).await);
+    let pid = exporter.pid();
+    let status = |key: &str| -> u64 {
+        let text = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+        text.lines()
+            .find(|l| l.starts_with(key))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    let cpu_ticks = || -> u64 {
+        let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+        let after = &text[text.rfind(')').unwrap() + 2..];
+        let f: Vec<&str> = after.split_whitespace().collect();
+        // utime and stime: fields 14 and 15 of stat, 12 and 13 after the name.
+        f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap()
+    };
+    let before_kb = status("VmRSS:");
+    let started = std::time::Instant::now();
+    let mut batch = Vec::new();
+    for i in 0..SESSIONS {
+        let (e, url) = (exporter.clone(), format!("wss://localhost:{port}/s{i}"));
+        batch.push(tokio::spawn(async move {
+            success(&e.probe_metrics(&url, "s").await)
+        }));
+        if batch.len() == 50 {
+            for t in batch.drain(..) {
+                assert_eq!(t.await.unwrap(), 1.0);
+            }
+        }
+    }
+    for t in batch.drain(..) {
+        assert_eq!(t.await.unwrap(), 1.0);
+    }
+    let opened_in = started.elapsed();
+    assert_eq!(accepted.load(Ordering::SeqCst), SESSIONS);
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let rss_kb = status("VmRSS:");
+    let hwm_kb = status("VmHWM:");
+    let idle = Duration::from_secs(45);
+    let t0 = cpu_ticks();
+    tokio::time::sleep(idle).await;
+    let ticks = cpu_ticks() - t0;
+    // CLK_TCK is 100 on Linux.
+    let cpu_share = ticks as f64 / 100.0 / idle.as_secs_f64();
+    let rss_after_kb = status("VmRSS:");
+    eprintln!(
+        "{SESSIONS} wss sessions: opened in {opened_in:?}; RSS before {} MB, with sessions {} MB (peak {} MB), after {idle:?} idle {} MB; idle CPU {:.2}% of a core ({ticks} ticks, pings every 15s)",
+        before_kb / 1024,
+        rss_kb / 1024,
+        hwm_kb / 1024,
+        rss_after_kb / 1024,
+        cpu_share * 100.0
+    );
+    assert_eq!(
+        accepted.load(Ordering::SeqCst),
+        SESSIONS,
+        "no reconnects while idle"
+    );
+    server.abort();
+    assert!(rss_kb < 128 * 1024, "RSS {rss_kb} kB");
+    assert!(cpu_share < 0.02, "idle CPU {cpu_share}");
+}
