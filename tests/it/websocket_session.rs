@@ -321,6 +321,11 @@ async fn session_max_refuses_new_sessions_and_keeps_the_others() {
     assert_eq!(success(&refused), 0.0, "{refused}");
     assert_eq!(failure(&refused).as_deref(), Some("session_limit"));
     assert_eq!(success(&exporter.probe_metrics(&a, "s").await), 1.0);
+    let own = exporter.metrics().await;
+    assert_eq!(
+        own.expect("handshake_exporter_websocket_sessions", &[]),
+        1.0
+    );
     assert_eq!(server.connections(), 1);
 }
 
@@ -387,8 +392,11 @@ async fn the_target_policy_applies_to_sessions() {
 
 /// The budget: 1,000 open wss sessions to one local server within
 /// 128 MB RSS and under 2% of a core while idle. A measurement, not a
-/// timed test (it takes about a minute): run it with
-/// `cargo test --release --test it websocket_session::measure -- --ignored --nocapture`.
+/// timed test (it takes about a minute): run it against a release build
+/// with `HS_EXPORTER_BINARY=target/release/handshake_exporter cargo test
+/// --test it websocket_session::measure -- --ignored --nocapture`.
+/// Measured (2026-11, shared 2-core machine): 40 MB RSS (13 MB before the
+/// sessions), 0.8% of a core idle; a debug build: 54 MB, 4%.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "measurement: run by hand"]
 async fn measure_1000_wss_sessions_rss_and_idle_cpu() {

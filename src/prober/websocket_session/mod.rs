@@ -115,7 +115,14 @@ pub static DISCONNECTS: GaugeSpec = GaugeSpec {
     help: "Ended connections since the session started, by reason",
     presence: Presence::Always,
     label_names: &["reason"],
-    initial: &[],
+    // The usual ends start at 0, so increase() sees their first one.
+    initial: &[
+        &["closed_by_server"],
+        &["closed_early"],
+        &["connection_reset"],
+        &["silence"],
+        &["timeout"],
+    ],
 };
 pub static LAST_CLOSE_CODE: GaugeSpec = GaugeSpec::when_set(
     "probe_websocket_session_last_close_code",
