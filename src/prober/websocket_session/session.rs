@@ -152,7 +152,7 @@ impl Sessions {
         let (first, _) = watch::channel(false);
         let session = Arc::new(Session {
             module: module.clone(),
-            times: start.settings.times,
+            times: start.times,
             state: Mutex::new(State::default()),
             last_asked: Mutex::new(Instant::now()),
             first,
@@ -174,19 +174,14 @@ impl Sessions {
 
 /// What a session's connections need, from the probe that started it.
 struct Start {
-    settings: Arc<SessionSettingsView>,
+    ws: Arc<WebSocketSettings>,
+    times: SessionTimes,
     target: String,
     hostname: Option<String>,
     /// Each connect (with its dialog) has this long: the first probe's
     /// timeout.
     connect_timeout: Duration,
     limits: ProbeLimits,
-}
-
-/// The parts of the module a session's task uses.
-struct SessionSettingsView {
-    ws: Arc<WebSocketSettings>,
-    times: SessionTimes,
 }
 
 struct Session {
@@ -331,10 +326,8 @@ pub async fn probe(
     };
     websocket::parse_target(target)?;
     let start = Start {
-        settings: Arc::new(SessionSettingsView {
-            ws: s.ws.clone(),
-            times: s.times,
-        }),
+        ws: s.ws.clone(),
+        times: s.times,
         target: target.to_string(),
         hostname: cx.hostname.map(str::to_string),
         connect_timeout: cx.deadline.saturating_duration_since(Instant::now()),
@@ -371,7 +364,7 @@ async fn run(
     start: Start,
     mut stopped: watch::Receiver<bool>,
 ) {
-    let times = start.settings.times;
+    let times = start.times;
     let mut backoff = times.reconnect_min;
     loop {
         let attempt = connect_once(&session, &start);
@@ -455,7 +448,7 @@ async fn connect_once(
         session: None,
         on_deadline: Mutex::new(FailureReason::Timeout),
     };
-    let s = &start.settings.ws;
+    let s = &start.ws;
     let attempt = async {
         let (mut ws, connection) = websocket::connect(&cx, &start.target, s).await?;
         dialog::exchange(&cx, s, &mut ws).await?;
