@@ -293,8 +293,13 @@ async fn an_unasked_session_expires_and_closes_its_connection() {
     let server = WsServer::plain(closes.echo());
     let target = server.url("/expiring");
     let exporter = Exporter::start(&config(&[("s", "expire_after: 1s")])).await;
+    let fds_before = exporter.open_fds();
 
     assert_eq!(success(&exporter.probe_metrics(&target, "s").await), 1.0);
+    assert!(
+        exporter.open_fds() > fds_before,
+        "the session holds a socket"
+    );
     // Probes keep it alive...
     for _ in 0..4 {
         tokio::time::sleep(Duration::from_millis(250)).await;
@@ -312,6 +317,12 @@ async fn an_unasked_session_expires_and_closes_its_connection() {
         server.connections(),
         1,
         "an expired session does not reconnect"
+    );
+    // Its socket is closed (the probes' HTTP connections close too).
+    assert!(
+        wait_for(Duration::from_secs(3), || exporter.open_fds() <= fds_before).await,
+        "open fds {} > {fds_before} after the session expired",
+        exporter.open_fds()
     );
     // The next probe starts a new session.
     let m = exporter.probe_metrics(&target, "s").await;
