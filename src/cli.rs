@@ -105,6 +105,11 @@ pub struct Cli {
     #[arg(long = "probe.max-in-flight", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_in_flight: u32,
 
+    /// Long-lived sessions (prober: websocket_session) open at most; beyond
+    /// it a new session's probe fails with reason session_limit.
+    #[arg(long = "session.max", default_value_t = 1000)]
+    pub session_max: usize,
+
     /// Largest response body a probe keeps for regexes or decompresses when
     /// its module sets no body_size_limit (bytes, or 32MiB, 1GB ...).
     #[arg(long = "probe.max-body-bytes", default_value = "32MiB", value_parser = parse_size)]

@@ -104,6 +104,7 @@ async fn serve(
     paths: WebPaths,
     activated: Option<Vec<std::net::TcpListener>>,
 ) -> anyhow::Result<()> {
+    config.sessions().set_max(cli.session_max);
     let metrics = ExporterMetrics::new().context("registering exporter metrics")?;
     mark_success(&metrics);
     let web = match &cli.web_config_file {

@@ -217,7 +217,7 @@ fn describe(r: &Refusal) -> String {
 
 /// The policies a probe must pass: the top level (or the built-in one) and
 /// the module's own.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct TargetPolicy {
     layers: Vec<Arc<Policy>>,
 }

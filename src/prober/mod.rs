@@ -34,8 +34,9 @@ pub mod tls;
 pub mod tls_metrics;
 pub mod unix;
 pub mod websocket;
+pub mod websocket_session;
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -90,7 +91,19 @@ pub struct ProbeContext<'a> {
     /// every connector the prober builds carries it.
     pub targets: &'a TargetPolicy,
     pub limits: ProbeLimits,
+    /// Where long-lived sessions live (`websocket_session`), when the
+    /// caller keeps them (the server does).
+    pub session: Option<SessionScope<'a>>,
     on_deadline: Mutex<FailureReason>,
+}
+
+/// What a session prober needs beyond one probe: the registry the server
+/// keeps its sessions in, and the module the session belongs to (its name
+/// keys the session; the session keeps the module until it ends).
+#[derive(Clone, Copy)]
+pub struct SessionScope<'a> {
+    pub sessions: &'a websocket_session::Sessions,
+    pub module: &'a Arc<Module>,
 }
 
 impl ProbeContext<'_> {
@@ -137,6 +150,8 @@ pub struct ProbeRequest<'a> {
     pub timeout: Duration,
     pub log_format: LogFormat,
     pub limits: ProbeLimits,
+    /// The session registry (None: a session probe fails).
+    pub sessions: Option<SessionScope<'a>>,
 }
 
 /// Everything a finished probe produced.
@@ -183,6 +198,7 @@ pub async fn run_probe_until(
         hostname: req.hostname,
         targets: &req.module.target_policy,
         limits: req.limits,
+        session: req.sessions,
         on_deadline: Mutex::new(FailureReason::Timeout),
     };
     let probe = tokio::time::timeout_at(cx.deadline, req.module.prober.probe(&cx, req.target));

@@ -49,6 +49,13 @@ pub enum FailureReason {
     InvalidHandshake,
     SubprotocolMismatch,
     ClosedEarly,
+    /// A long-lived session's server sent a close frame.
+    ClosedByServer,
+    /// Nothing (no message, no pong) arrived within a session's
+    /// `max_silence`.
+    Silence,
+    /// `--session.max` sessions are open: a new one is refused.
+    SessionLimit,
     ExpectFailed,
     TargetForbidden,
     /// The DNS answer's rcode is not in `valid_rcodes`.
@@ -97,6 +104,9 @@ impl FailureReason {
         Self::InvalidHandshake,
         Self::SubprotocolMismatch,
         Self::ClosedEarly,
+        Self::ClosedByServer,
+        Self::Silence,
+        Self::SessionLimit,
         Self::ExpectFailed,
         Self::TargetForbidden,
         Self::DnsRcode,
@@ -135,6 +145,9 @@ impl FailureReason {
             Self::InvalidHandshake => "invalid_handshake",
             Self::SubprotocolMismatch => "subprotocol_mismatch",
             Self::ClosedEarly => "closed_early",
+            Self::ClosedByServer => "closed_by_server",
+            Self::Silence => "silence",
+            Self::SessionLimit => "session_limit",
             Self::ExpectFailed => "expect_failed",
             Self::TargetForbidden => "target_forbidden",
             Self::DnsRcode => "dns_rcode",
@@ -340,6 +353,21 @@ pub fn websocket_reason(
     match activity {
         WsActivity::Expecting => FailureReason::ExpectFailed,
         WsActivity::Talking => FailureReason::ClosedEarly,
+    }
+}
+
+/// Why a session's open WebSocket ended without a close frame from the
+/// server: a socket error says (reset, timeout ...); a connection that
+/// just ended (EOF, even without TLS close_notify) closed early.
+pub fn session_end_reason(error: Option<&tungstenite::Error>) -> FailureReason {
+    match error {
+        Some(tungstenite::Error::Io(e)) if e.kind() != io::ErrorKind::UnexpectedEof => {
+            match io_reason(e) {
+                FailureReason::NetworkError => FailureReason::ClosedEarly,
+                r => r,
+            }
+        }
+        _ => FailureReason::ClosedEarly,
     }
 }
 

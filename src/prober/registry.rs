@@ -49,7 +49,12 @@ pub trait Prober: Sized + Send + Sync + std::fmt::Debug + 'static {
 
 macro_rules! probers {
     (
-        $( $name:ident => $variant:ident($ty:ty), )*
+        $(
+            $name:ident => $variant:ident($ty:ty)
+            // Probers that read the block of the prober before them
+            // (`websocket_session` reads `websocket:`).
+            $( + $sname:ident => $svariant:ident($sty:ty) )*,
+        )*
     ) => {
         /// One entry of `modules:` as written.
         #[derive(Debug, Clone, Default, PartialEq, serde::Deserialize, serde::Serialize)]
@@ -73,20 +78,26 @@ macro_rules! probers {
         /// A module's built prober settings.
         #[derive(Debug)]
         pub enum ProberSettings {
-            $( $variant($ty), )*
+            $( $variant($ty), $( $svariant($sty), )* )*
         }
 
         impl ProberSettings {
             pub fn name(&self) -> &str {
                 match self {
-                    $( ProberSettings::$variant(_) => stringify!($name), )*
+                    $(
+                        ProberSettings::$variant(_) => stringify!($name),
+                        $( ProberSettings::$svariant(_) => stringify!($sname), )*
+                    )*
                 }
             }
 
             /// The metric families the prober declares.
             pub fn declared_metrics(&self) -> &'static [&'static [&'static GaugeSpec]] {
                 match self {
-                    $( ProberSettings::$variant(_) => <$ty as Prober>::METRICS, )*
+                    $(
+                        ProberSettings::$variant(_) => <$ty as Prober>::METRICS,
+                        $( ProberSettings::$svariant(_) => <$sty as Prober>::METRICS, )*
+                    )*
                 }
             }
 
@@ -99,14 +110,18 @@ macro_rules! probers {
                 // task would be as large as the largest prober's future
                 // (http's, 4.6 KB), tcp's (2.4 KB) included.
                 match self {
-                    $( ProberSettings::$variant(p) => Box::pin(p.probe(cx, target)).await, )*
+                    $(
+                        ProberSettings::$variant(p) => Box::pin(p.probe(cx, target)).await,
+                        $( ProberSettings::$svariant(p) => Box::pin(p.probe(cx, target)).await, )*
+                    )*
                 }
             }
         }
 
         impl ModuleDoc for ModuleFile {
             type Prober = ProberSettings;
-            const PROBERS: &'static [&'static str] = &[$( stringify!($name) ),*];
+            const PROBERS: &'static [&'static str] =
+                &[$( stringify!($name), $( stringify!($sname), )* )*];
 
             fn prober(&self) -> Option<&str> {
                 self.prober.as_deref()
@@ -140,6 +155,15 @@ macro_rules! probers {
                                 (ProberSettings::$variant(built), shown)
                             }))
                         }
+                        $(
+                            stringify!($sname) => {
+                                let block = self.$name.clone().unwrap_or_default();
+                                Some(<$sty as Prober>::build(ctx, &block).map(|built| {
+                                    shown.$name = Some(<$sty as Prober>::shown(block, &built));
+                                    (ProberSettings::$svariant(built), shown)
+                                }))
+                            }
+                        )*
                     )*
                     _ => None,
                 }
@@ -152,7 +176,8 @@ probers! {
     http => Http(http::HttpSettings),
     tcp => Tcp(tcp::TcpSettings),
     tls => Tls(tls::TlsProbeSettings),
-    websocket => WebSocket(websocket::WebSocketSettings),
+    websocket => WebSocket(websocket::WebSocketSettings)
+        + websocket_session => WebSocketSession(super::websocket_session::SessionSettings),
     unix => Unix(unix::UnixSettings),
     dns => Dns(dns::DnsSettings),
     grpc => Grpc(grpc::GrpcSettings),
@@ -418,18 +443,21 @@ mod tests {
         assert_contains(&e, &["module \"bad\"", "prober", "unknown prober \"htp\""]);
         let e = load_err("modules:\n  bad:\n    timeout: 5s\n");
         assert_contains(&e, &["module \"bad\"", "prober must be set"]);
-        // Every blackbox prober is one of ours (dns needs its query name).
-        for (prober, block) in [
-            ("http", "{}"),
-            ("tcp", "{}"),
-            ("icmp", "{}"),
-            ("dns", "{query_name: example.org}"),
-            ("grpc", "{}"),
-            ("unix", "{}"),
-            ("websocket", "{}"),
+        // Every blackbox prober is one of ours (dns needs its query name),
+        // and so are our own (websocket_session reads the websocket block).
+        for (prober, key, block) in [
+            ("http", "http", "{}"),
+            ("tcp", "tcp", "{}"),
+            ("icmp", "icmp", "{}"),
+            ("dns", "dns", "{query_name: example.org}"),
+            ("grpc", "grpc", "{}"),
+            ("unix", "unix", "{}"),
+            ("websocket", "websocket", "{}"),
+            ("websocket_session", "websocket", "{session: {}}"),
+            ("sse", "sse", "{}"),
         ] {
             let c = load(&format!(
-                "modules:\n  m:\n    prober: {prober}\n    {prober}: {block}\n"
+                "modules:\n  m:\n    prober: {prober}\n    {key}: {block}\n"
             ));
             let c = c.unwrap_or_else(|e| panic!("{prober}: {e}"));
             assert_eq!(module(&c, "m").prober.name(), prober);

@@ -339,6 +339,7 @@ mod proptests {
                 hostname: None,
                 targets: &targets,
                 limits: ProbeLimits::default(),
+                session: None,
                 on_deadline: Mutex::new(FailureReason::Timeout),
             };
             record(&cx, &info);

@@ -186,7 +186,12 @@ pub async fn route(app: &Arc<App>, req: Request<Incoming>) -> Reply {
                 .map(str::to_string);
             probe::handle(app, &query, header.as_deref()).await
         }
-        "/metrics" => Reply::metrics(app.metrics.encode()),
+        "/metrics" => {
+            app.metrics
+                .websocket_sessions
+                .set(app.config.sessions().len() as i64);
+            Reply::metrics(app.metrics.encode())
+        }
         "/-/healthy" => Reply::text(200, "Healthy".into()),
         "/-/ready" => Reply::text(200, "Ready".into()),
         "/-/reload" => {
@@ -463,6 +468,11 @@ impl Server {
             .is_err()
         {
             tracing::warn!("Timed out waiting for connections to close");
+        }
+        let sessions = self.app.config.sessions();
+        if !sessions.is_empty() {
+            tracing::info!(sessions = sessions.len(), "Closing WebSocket sessions");
+            sessions.close_all(Duration::from_secs(2)).await;
         }
     }
 }

@@ -208,6 +208,10 @@ async fn run_and_record(
             timeout,
             log_format: app.options.log_format,
             limits: app.options.limits,
+            sessions: Some(prober::SessionScope {
+                sessions: app.config.sessions(),
+                module: &module,
+            }),
         },
         // The handler holds the sender while it waits for the answer;
         // hyper drops the handler when its client goes away.

@@ -14,6 +14,9 @@ pub struct ExporterMetrics {
     pub probes_total: IntCounterVec,
     pub probe_duration: HistogramVec,
     pub probes_in_flight: IntGauge,
+    /// Long-lived sessions open (`websocket_session`), set when `/metrics`
+    /// is read.
+    pub websocket_sessions: IntGauge,
     /// `/probe` requests answered without a probe, by why.
     pub probe_requests_refused: IntCounterVec,
 }
@@ -88,6 +91,10 @@ impl ExporterMetrics {
             "handshake_exporter_probes_in_flight",
             "Probes currently running",
         )?;
+        let websocket_sessions = IntGauge::new(
+            "handshake_exporter_websocket_sessions",
+            "WebSocket sessions open (prober websocket_session)",
+        )?;
         let probe_requests_refused = IntCounterVec::new(
             Opts::new(
                 "handshake_exporter_probe_requests_refused_total",
@@ -106,6 +113,7 @@ impl ExporterMetrics {
         registry.register(Box::new(probes_total.clone()))?;
         registry.register(Box::new(probe_duration.clone()))?;
         registry.register(Box::new(probes_in_flight.clone()))?;
+        registry.register(Box::new(websocket_sessions.clone()))?;
         #[cfg(target_os = "linux")]
         registry.register(Box::new(
             prometheus::process_collector::ProcessCollector::for_self(),
@@ -118,6 +126,7 @@ impl ExporterMetrics {
             probes_total,
             probe_duration,
             probes_in_flight,
+            websocket_sessions,
             probe_requests_refused,
         })
     }

@@ -11,6 +11,7 @@ use sha2::{Digest as _, Sha256};
 
 use super::self_metrics::ExporterMetrics;
 use crate::config::ConfigError;
+use crate::prober::websocket_session::Sessions;
 use crate::prober::{self, Config};
 
 /// Where the configuration comes from.
@@ -30,6 +31,9 @@ pub struct ConfigState {
     /// Serialises reloads (SIGHUP, POST and auto-reload may race) and holds
     /// the checksum of the file as last read, loaded or not.
     reload_lock: tokio::sync::Mutex<Option<Checksum>>,
+    /// The `websocket_session` sessions: a reload closes those whose
+    /// module changed; the server closes them all at shutdown.
+    sessions: Sessions,
 }
 
 /// What one reload read.
@@ -50,11 +54,17 @@ impl ConfigState {
             current: ArcSwap::from_pointee(cfg),
             source,
             reload_lock: tokio::sync::Mutex::new(checksum),
+            sessions: Sessions::default(),
         })
     }
 
     pub fn get(&self) -> Arc<Config> {
         self.current.load_full()
+    }
+
+    /// The long-lived sessions (`websocket_session`) of this server.
+    pub fn sessions(&self) -> &Sessions {
+        &self.sessions
     }
 
     pub fn source(&self) -> &ConfigSource {
@@ -125,6 +135,7 @@ impl ConfigState {
             });
         Some(match result {
             Ok(cfg) => {
+                self.sessions.retain_config(&cfg);
                 self.current.store(Arc::new(cfg));
                 mark_success(metrics);
                 tracing::info!("Loaded config file");

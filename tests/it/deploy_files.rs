@@ -88,6 +88,7 @@ fn shipped_exporter_configs_load() {
         "deploy/docker/blackbox.yml",
         "examples/websocket_apps.yml",
         "examples/sse.yml",
+        "examples/websocket_session.yml",
         "src/config/default.yml",
     ] {
         load_file(&repo().join(path)).unwrap_or_else(|e| panic!("{path}: {e}"));

@@ -208,6 +208,15 @@ fn exporter_config(ca_file: &Path) -> String {
   tcp_connect:
     prober: tcp
     timeout: 5s
+  ws_session:
+    prober: websocket_session
+    timeout: 5s
+    websocket:
+      session:
+        ping_interval: 500ms
+        max_silence: 5s
+        reconnect_min: 100ms
+        reconnect_max: 1s
 "#
     )
 }
@@ -285,6 +294,14 @@ fn prometheus_config(
             "probe_tcp",
             "tcp_connect",
             &[target(&secure_addr, "secure", None)],
+            exporter,
+        ),
+        // A long-lived session through the good nginx (its own service: a
+        // session is not one of the diagnosis's handshake probes).
+        probe_job(
+            "probe_websocket_session",
+            "ws_session",
+            &[target(&ws(GOOD), "session", None)],
             exporter,
         ),
     ]

@@ -570,6 +570,7 @@ async fn the_stream_as_a_whole_is_capped_by_max_body_bytes() {
         limits: ProbeLimits {
             max_body_bytes: 256 * 1024,
         },
+        sessions: None,
     })
     .await;
     let failure = report.failure.expect("the probe fails");

@@ -46,6 +46,7 @@ fn run_dialog(s: &TcpSettings, incoming: &[u8]) -> Dialog {
             hostname: None,
             targets: &targets,
             limits: ProbeLimits::default(),
+            session: None,
             on_deadline: Mutex::new(FailureReason::Timeout),
         };
         let mut reader = Some(BufReader::new(Box::new(client) as Box<dyn Stream>));

@@ -45,6 +45,10 @@ client_config_block! {
         pub max_message_bytes: Option<Scalar>,
         #[serde(skip_serializing_if = "is_default")]
         pub query_response: Vec<WsStepFile>,
+        /// Only for `prober: websocket_session` (its keepalive, silence,
+        /// reconnect and expiry settings).
+        #[serde(skip_serializing_if = "is_default")]
+        pub session: Option<crate::prober::websocket_session::SessionFile>,
     }
 }
 
@@ -179,6 +183,12 @@ const WS_HANDSHAKE_HEADERS: &[&str] = &[
 /// `{values, secrets, files}` entries go to `extra_headers` (files are read
 /// per request, like `http_headers`).
 pub fn build(ctx: &Ctx<'_>, w: &WebSocketProbeFile) -> Result<WebSocketSettings, ConfigError> {
+    if w.session.is_some() {
+        return Err(ctx.err(
+            "websocket.session",
+            "the session: block is only accepted with prober: websocket_session",
+        ));
+    }
     let mut headers = Vec::new();
     let mut structured = Vec::new();
     for (name, value) in w.headers.iter() {

@@ -13,6 +13,7 @@ pub mod dialog;
 pub mod handshake;
 
 use super::address;
+use super::client::conn::ConnectionTask;
 use super::client::{self as http_client, authority, proxy_for};
 use super::connect::{self, TlsReport};
 use super::metrics::{GaugeSpec, Presence};
@@ -185,6 +186,25 @@ pub async fn probe(
     target: &str,
     s: &WebSocketSettings,
 ) -> Result<(), ProbeFailure> {
+    let (mut ws, _connection) = connect(cx, target, s).await?;
+    let transfer = cx.phase(&WS_DURATION, "transfer");
+    let result = dialog::exchange(cx, s, &mut ws).await;
+    if result.is_ok() {
+        dialog::close(cx, &mut ws).await;
+    }
+    transfer.finish();
+    result
+}
+
+/// Resolve, connect (proxy, TLS) and upgrade: the open WebSocket, and the
+/// HTTP connection task it rides on (keep it as long as the WebSocket; an
+/// HTTP/2 stream dies with it). `websocket_session` opens its connections
+/// here too.
+pub async fn connect(
+    cx: &ProbeContext<'_>,
+    target: &str,
+    s: &WebSocketSettings,
+) -> Result<(handshake::Ws, ConnectionTask), ProbeFailure> {
     let url = parse_target(target)?;
     let secure = url.scheme() == "wss";
     let host = unbracket(url.host_str().unwrap_or_default()).to_string();
@@ -219,7 +239,7 @@ pub async fn probe(
             },
         )
         .await?;
-    let (mut ws, _connection) = if conn.is_h2() {
+    let (ws, connection) = if conn.is_h2() {
         let processing = cx.phase(&WS_DURATION, "processing");
         let attempt = handshake::upgrade_h2(cx, s, &target, conn.stream).await?;
         processing.finish();
@@ -240,14 +260,7 @@ pub async fn probe(
         handshake::upgrade_http1(cx, s, &target, conn.stream).await?
     };
     cx.metrics.set(&CONNECTION_UPGRADED, 1.0);
-
-    let transfer = cx.phase(&WS_DURATION, "transfer");
-    let result = dialog::exchange(cx, s, &mut ws).await;
-    if result.is_ok() {
-        dialog::close(cx, &mut ws).await;
-    }
-    transfer.finish();
-    result
+    Ok((ws, connection))
 }
 
 #[cfg(test)]

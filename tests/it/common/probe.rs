@@ -84,6 +84,7 @@ pub async fn run_module(
         timeout,
         log_format: LogFormat::Logfmt,
         limits: ProbeLimits::default(),
+        sessions: None,
     })
     .await;
     let elapsed = start.elapsed();
