@@ -22,6 +22,15 @@
 //! | `secure` | https/wss with a test-PKI certificate (ca_file),   | `healthy`           |
 //! |          | plus a `tls` probe and a `tcp` probe               |                     |
 //!
+//! Long-lived connections, beside the diagnosis:
+//!
+//! | service   | nginx / prober                                      | expected alerts |
+//! |-----------|-----------------------------------------------------|-----------------|
+//! | `session` | websocket_session through `good`, pings every 500ms | none            |
+//! | `idle`    | websocket_session without pings, `proxy_read_timeout 1s` | `WebSocketIdleCut` (naming 1s), `WebSocketSessionsUnstable` |
+//! | `stream`  | sse behind nginx's default buffering                | `EventStreamStalled` |
+//! | `live`    | sse with `proxy_buffering off`                      | none            |
+//!
 //! The rules and the Alertmanager config are copies of the shipped files in
 //! which only the durations are shortened (`for:` → 1s, `group_wait` /
 //! `group_interval` → 1s) and the webhook URLs point at the receiver here:
@@ -47,6 +56,7 @@ use crate::common::nginx::{Nginx, NginxConfig};
 use crate::common::pki::Pki;
 use crate::common::prometheus::{Alertmanager, Prometheus, WebhookReceiver, query_string};
 use crate::common::ws_backend::WsBackend;
+use crate::sse_prober::{hold, send, sse_server};
 
 /// Until every service shows its expected diagnosis state.
 const DIAGNOSIS_TIMEOUT: Duration = Duration::from_secs(40);
@@ -96,6 +106,10 @@ const BROKEN: usize = 1;
 const DOWN: usize = 2;
 const APP: usize = 3;
 const SECURE: usize = 4;
+/// A WebSocket proxy with a 1 s `proxy_read_timeout`: quiet sessions are cut.
+const IDLE: usize = 5;
+/// An event stream behind nginx's default buffering: no event gets through.
+const STREAM: usize = 6;
 
 /// A port that refuses connections for as long as it lives: bound, never
 /// listening, so nothing else can take it (unlike a port that was free a
@@ -109,7 +123,7 @@ fn refusing_port() -> (TcpSocket, SocketAddr) {
     (socket, addr)
 }
 
-fn start_nginx(backend: SocketAddr, closed: SocketAddr, pki: &Pki) -> Nginx {
+fn start_nginx(backend: SocketAddr, sse: SocketAddr, closed: SocketAddr, pki: &Pki) -> Nginx {
     let leaf = pki.localhost_leaf();
     let mut conf = NginxConfig::new();
     conf.server(&format!(
@@ -155,6 +169,37 @@ fn start_nginx(backend: SocketAddr, closed: SocketAddr, pki: &Pki) -> Nginx {
         location = /ws {{
             proxy_pass http://{backend};
             {WS_PROXY}
+        }}
+    }}
+
+    # idle: a correct WebSocket proxy whose proxy_read_timeout (1s) cuts
+    # every connection that stays quiet that long.
+    server {{
+        listen 127.0.0.1:@PORT{IDLE}@;
+        location = /ws {{
+            proxy_pass http://{backend};
+            proxy_http_version 1.1;
+            proxy_set_header Upgrade $http_upgrade;
+            proxy_set_header Connection "upgrade";
+            proxy_read_timeout 1s;
+        }}
+    }}
+
+    # stream: an event stream behind nginx's default proxy_buffering, which
+    # holds the events (and, with postpone_output, the head too).
+    server {{
+        listen 127.0.0.1:@PORT{STREAM}@;
+        location = /events {{
+            proxy_pass http://{sse};
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+        }}
+        # The same stream unbuffered, as an event stream must be proxied.
+        location = /live {{
+            proxy_pass http://{sse}/events;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_buffering off;
         }}
     }}
 "#
@@ -217,6 +262,18 @@ fn exporter_config(ca_file: &Path) -> String {
         max_silence: 5s
         reconnect_min: 100ms
         reconnect_max: 1s
+  ws_session_quiet:
+    prober: websocket_session
+    timeout: 5s
+    websocket:
+      session:
+        ping_interval: 0s
+        max_silence: 1m
+        reconnect_min: 100ms
+        reconnect_max: 200ms
+  sse_events:
+    prober: sse
+    timeout: 5s
 "#
     )
 }
@@ -301,7 +358,19 @@ fn prometheus_config(
         probe_job(
             "probe_websocket_session",
             "ws_session",
-            &[target(&ws(GOOD), "session", None)],
+            &[
+                target(&ws(GOOD), "session", None),
+                target(&ws(IDLE), "idle", Some("ws_session_quiet")),
+            ],
+            exporter,
+        ),
+        probe_job(
+            "probe_sse",
+            "sse_events",
+            &[
+                target(&nginx.url("http", STREAM, "/events"), "stream", None),
+                target(&nginx.url("http", STREAM, "/live"), "live", None),
+            ],
             exporter,
         ),
     ]
@@ -665,9 +734,11 @@ async fn prometheus_rules_alertmanager_and_dashboards_on_real_targets() {
 
     // Targets.
     let backend = WsBackend::start().await;
+    // One event, then quiet: nginx's buffering holds it.
+    let (sse_backend, _) = sse_server(vec![send("data: tick\n\n"), hold()]).await;
     let (_refusing, closed) = refusing_port();
     let pki = Pki::new();
-    let nginx = start_nginx(backend.addr(), closed, &pki);
+    let nginx = start_nginx(backend.addr(), sse_backend.addr(), closed, &pki);
     let exporter = Exporter::start(&exporter_config(&pki.ca_file())).await;
 
     // Alerting: webhook <- Alertmanager (shipped config, shortened waits).
@@ -793,6 +864,11 @@ async fn prometheus_rules_alertmanager_and_dashboards_on_real_targets() {
         ("WebSocketSpecificFailure", "broken"),
         ("ServiceOutage", "down"),
         ("HttpApplicationIssue", "app"),
+        // Long-lived connections: nginx cuts the quiet session every
+        // second, and holds the event stream back.
+        ("WebSocketIdleCut", "idle"),
+        ("WebSocketSessionsUnstable", "idle"),
+        ("EventStreamStalled", "stream"),
     ];
     let deadline = Instant::now() + ALERT_TIMEOUT;
     loop {
@@ -873,6 +949,22 @@ async fn prometheus_rules_alertmanager_and_dashboards_on_real_targets() {
         "HttpApplicationIssue summary: {summary:?}"
     );
 
+    // WebSocketIdleCut names nginx's proxy_read_timeout (1s); the
+    // stalled stream is routed as a warning.
+    let (_, idle) = delivered(&webhook, "WebSocketIdleCut", "idle").expect("delivered");
+    let summary = annotation(&idle, "summary");
+    assert!(
+        summary.contains("an idle timeout of about 1s on the way"),
+        "WebSocketIdleCut summary: {summary:?}\n{context}"
+    );
+    let (_, stalled) = delivered(&webhook, "EventStreamStalled", "stream").expect("delivered");
+    assert_eq!(label(&stalled, "severity"), "warning", "{context}");
+    let description = annotation(&stalled, "description");
+    assert!(
+        description.contains("not even the response head arrived"),
+        "EventStreamStalled description: {description:?}"
+    );
+
     // No diagnosis alert for the healthy services, and none but
     // ServiceOutage for `down`.
     for (receiver, a) in webhook.alerts() {
@@ -881,6 +973,17 @@ async fn prometheus_rules_alertmanager_and_dashboards_on_real_targets() {
         let diagnosis_alert = matches!(
             name,
             "WebSocketSpecificFailure" | "ServiceOutage" | "HttpApplicationIssue"
+        );
+        assert!(
+            !(matches!(name, "WebSocketIdleCut" | "WebSocketSessionsUnstable")
+                && service == "session"),
+            "{name} for the pinged session, which nginx never cuts\n{}",
+            webhook_dump(&webhook)
+        );
+        assert!(
+            !(name == "EventStreamStalled" && service == "live"),
+            "EventStreamStalled for the unbuffered stream\n{}",
+            webhook_dump(&webhook)
         );
         assert!(
             !(diagnosis_alert && matches!(service, "good" | "secure")),
