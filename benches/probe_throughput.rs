@@ -7,16 +7,26 @@
 //! wrk and prometheus-blackbox-exporter (`scripts/test` installs them).
 //! Exporters are pinned to CPU 0, nginx and wrk to CPU 1 (when `taskset`
 //! exists), so "per CPU-second" is the exporter's own cost.
+//!
+//! Then long-lived sessions (ours only: blackbox has none): `BENCH_SESSIONS`
+//! (default 1000) `websocket_session` sessions over wss to one local
+//! server, pinging every 15 s; prints the time to open them, the RSS before
+//! and with them, and the CPU share while they idle for
+//! `BENCH_SESSION_IDLE_SECONDS` (default 45). The issue's budget: 128 MB and
+//! under 2% of a core for 1,000.
 
 #[path = "../tests/it/common/mod.rs"]
 mod common;
 
 use std::process::Command;
-use std::time::Duration;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
 use common::exporter::Exporter;
 use common::nginx::NginxConfig;
-use common::pki::Pki;
+use common::pki::{Leaf, Pki};
+use common::ws_server::Tls;
 
 struct Measured {
     probes_per_second: f64,
@@ -286,4 +296,106 @@ modules:
             b.requests
         );
     }
+
+    drop(ours);
+    drop(theirs);
+    sessions(&pki, &leaf).await;
+}
+
+fn env_or(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// A wss server that keeps every connection as long as the client does and
+/// answers pings (tungstenite does); returns its port and how many
+/// connections it accepted.
+async fn hold_all_wss(leaf: &Leaf) -> (u16, Arc<AtomicUsize>, tokio::task::JoinHandle<()>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let port = listener.local_addr().expect("local addr").port();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Tls::http1_only(leaf).server_config());
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let count = accepted.clone();
+    let task = tokio::spawn(async move {
+        loop {
+            let Ok((tcp, _)) = listener.accept().await else {
+                continue;
+            };
+            count.fetch_add(1, Ordering::SeqCst);
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let Ok(mut ws) = tokio_tungstenite::accept_async(tls).await else {
+                    return;
+                };
+                while let Some(Ok(_)) = futures_util::StreamExt::next(&mut ws).await {}
+            });
+        }
+    });
+    (port, accepted, task)
+}
+
+/// Long-lived sessions: open `BENCH_SESSIONS` wss sessions through `/probe`,
+/// then let them idle.
+async fn sessions(pki: &Pki, leaf: &Leaf) {
+    let count = env_or("BENCH_SESSIONS", 1000) as usize;
+    let idle = Duration::from_secs(env_or("BENCH_SESSION_IDLE_SECONDS", 45));
+    let (port, accepted, server) = hold_all_wss(leaf).await;
+    let config = format!(
+        "modules:\n  s:\n    prober: websocket_session\n    timeout: 10s\n    websocket:\n      tls_config:\n        ca_file: {}\n      session:\n        ping_interval: 15s\n        max_silence: 60s\n        expire_after: 10m\n",
+        pki.ca_file().display()
+    );
+    let exporter = Arc::new(
+        Exporter::start_with_args(
+            &config,
+            &[
+                "--log.level=warn",
+                "--log.prober=warn",
+                &format!("--session.max={}", count.max(1)),
+            ],
+        )
+        .await,
+    );
+    pin(exporter.pid(), "0");
+    let pid = exporter.pid();
+    let before = rss_mib(pid);
+    let started = Instant::now();
+    let mut failed = 0usize;
+    let mut batch = Vec::new();
+    for i in 0..count {
+        let (e, url) = (exporter.clone(), format!("wss://localhost:{port}/s{i}"));
+        batch.push(tokio::spawn(async move {
+            e.probe_metrics(&url, "s").await.value("probe_success", &[]) == Some(1.0)
+        }));
+        if batch.len() == 50 || i + 1 == count {
+            for t in batch.drain(..) {
+                if !t.await.unwrap_or(false) {
+                    failed += 1;
+                }
+            }
+        }
+    }
+    let opened_in = started.elapsed();
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let with = rss_mib(pid);
+    let cpu0 = cpu_seconds(pid);
+    tokio::time::sleep(idle).await;
+    let cpu_share = (cpu_seconds(pid) - cpu0) / idle.as_secs_f64();
+    let after = rss_mib(pid);
+    let reconnects = accepted.load(Ordering::SeqCst).saturating_sub(count);
+    server.abort();
+    println!(
+        "\nlong-lived sessions (ours): {count} websocket_session over wss, pings every 15s\n\
+         opened in {opened_in:.1?} ({failed} failed); RSS {before:.1} MiB before, {with:.1} MiB with them \
+         ({:.1} KiB per session), {after:.1} MiB after {idle:?} idle; idle CPU {:.2}% of a core; \
+         {reconnects} reconnects",
+        (with - before) * 1024.0 / count.max(1) as f64,
+        cpu_share * 100.0
+    );
 }

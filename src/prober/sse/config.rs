@@ -6,15 +6,14 @@
 use serde::{Deserialize, Serialize};
 
 use crate::config::client::{
-    ClientConfigFile, ClientSettings, ExtraHeader, HttpHeaderFile, InlineClientConfig,
-    build_client, canonical_header_key, client_config_block, extra_headers, header_name,
-    header_value,
+    ClientConfigFile, ClientSettings, ExtraHeader, InlineClientConfig, build_client,
+    client_config_block,
 };
 use crate::config::file::{Headers, Scalar, is_default};
 use crate::config::load::show_address;
 use crate::config::{ConfigError, Ctx};
 use crate::net::address::AddressPolicy;
-use crate::prober::websocket::config::WsHeaderFile;
+use crate::prober::websocket::config::{WsHeaderFile, split_headers};
 
 client_config_block! {
     /// `sse:` as written.
@@ -61,30 +60,8 @@ pub struct SseSettings {
 const FRAMING_HEADERS: &[&str] = &["Host", "Connection", "Content-Length", "Transfer-Encoding"];
 
 pub fn build(ctx: &Ctx<'_>, b: &SseProbeFile) -> Result<SseSettings, ConfigError> {
-    let mut headers = Vec::new();
-    let mut structured: Vec<(String, HttpHeaderFile)> = Vec::new();
-    for (name, value) in b.headers.iter() {
-        let canonical = canonical_header_key(name);
-        if FRAMING_HEADERS.iter().any(|h| h.eq_ignore_ascii_case(name)) {
-            return Err(ctx.err(
-                "sse.headers",
-                format!("header {canonical:?} is set by the probe and cannot be configured"),
-            ));
-        }
-        let hname = header_name(ctx, "sse.headers", name)?;
-        let twice = headers.iter().any(|(n, _)| *n == hname)
-            || structured.iter().any(|(n, _)| n.eq_ignore_ascii_case(name));
-        if twice {
-            return Err(ctx.err("sse.headers", format!("header {canonical:?} is set twice")));
-        }
-        match value {
-            WsHeaderFile::Plain(v) => {
-                headers.push((hname, header_value(ctx, "sse.headers", name, v)?));
-            }
-            WsHeaderFile::Structured(h) => structured.push((name.to_string(), h.clone())),
-        }
-    }
-    let extra_headers = extra_headers(ctx, "sse.headers", &structured, false)?;
+    let (headers, extra_headers) =
+        split_headers(ctx, "sse.headers", &b.headers, FRAMING_HEADERS, "the probe")?;
 
     let inline: ClientConfigFile = b.client_config();
     if inline.oauth2.is_some() {

@@ -182,6 +182,41 @@ const WS_HANDSHAKE_HEADERS: &[&str] = &[
 /// Plain `headers:` values go to `headers`; blackbox master's structured
 /// `{values, secrets, files}` entries go to `extra_headers` (files are read
 /// per request, like `http_headers`).
+/// A `headers:` block as `websocket:` and `sse:` take it: plain values (in
+/// file order) and prometheus/common's `{values, secrets, files}`, each
+/// header once, none of the `reserved` ones (which `owner` sets).
+#[allow(clippy::type_complexity)]
+pub fn split_headers(
+    ctx: &Ctx<'_>,
+    key: &str,
+    block: &Headers<WsHeaderFile>,
+    reserved: &[&str],
+    owner: &str,
+) -> Result<(Vec<(http::HeaderName, http::HeaderValue)>, Vec<ExtraHeader>), ConfigError> {
+    let mut headers = Vec::new();
+    let mut structured: Vec<(String, HttpHeaderFile)> = Vec::new();
+    for (name, value) in block.iter() {
+        let canonical = canonical_header_key(name);
+        if reserved.iter().any(|h| h.eq_ignore_ascii_case(name)) {
+            return Err(ctx.err(
+                key,
+                format!("header {canonical:?} is set by {owner} and cannot be configured"),
+            ));
+        }
+        let hname = header_name(ctx, key, name)?;
+        let twice = headers.iter().any(|(n, _)| *n == hname)
+            || structured.iter().any(|(n, _)| n.eq_ignore_ascii_case(name));
+        if twice {
+            return Err(ctx.err(key, format!("header {canonical:?} is set twice")));
+        }
+        match value {
+            WsHeaderFile::Plain(v) => headers.push((hname, header_value(ctx, key, name, v)?)),
+            WsHeaderFile::Structured(h) => structured.push((name.to_string(), h.clone())),
+        }
+    }
+    Ok((headers, extra_headers(ctx, key, &structured, false)?))
+}
+
 pub fn build(ctx: &Ctx<'_>, w: &WebSocketProbeFile) -> Result<WebSocketSettings, ConfigError> {
     if w.session.is_some() {
         return Err(ctx.err(
@@ -189,44 +224,22 @@ pub fn build(ctx: &Ctx<'_>, w: &WebSocketProbeFile) -> Result<WebSocketSettings,
             "the session: block is only accepted with prober: websocket_session",
         ));
     }
-    let mut headers = Vec::new();
-    let mut structured = Vec::new();
-    for (name, value) in w.headers.iter() {
-        let canonical = canonical_header_key(name);
-        if WS_HANDSHAKE_HEADERS
-            .iter()
-            .any(|h| h.eq_ignore_ascii_case(name))
-        {
-            return Err(ctx.err(
-                "websocket.headers",
-                format!("header {canonical:?} is set by the WebSocket handshake and cannot be configured"),
-            ));
-        }
-        if name.eq_ignore_ascii_case("sec-websocket-protocol") {
-            return Err(ctx.err(
-                "websocket.headers",
-                "set Sec-WebSocket-Protocol with subprotocols, not headers",
-            ));
-        }
-        let hname = header_name(ctx, "websocket.headers", name)?;
-        let twice = headers.iter().any(|(n, _)| *n == hname)
-            || structured
-                .iter()
-                .any(|(n, _): &(String, HttpHeaderFile)| n.eq_ignore_ascii_case(name));
-        if twice {
-            return Err(ctx.err(
-                "websocket.headers",
-                format!("header {canonical:?} is set twice"),
-            ));
-        }
-        match value {
-            WsHeaderFile::Plain(v) => {
-                headers.push((hname, header_value(ctx, "websocket.headers", name, v)?));
-            }
-            WsHeaderFile::Structured(h) => structured.push((name.to_string(), h.clone())),
-        }
+    if w.headers
+        .iter()
+        .any(|(name, _)| name.eq_ignore_ascii_case("sec-websocket-protocol"))
+    {
+        return Err(ctx.err(
+            "websocket.headers",
+            "set Sec-WebSocket-Protocol with subprotocols, not headers",
+        ));
     }
-    let extra_headers = extra_headers(ctx, "websocket.headers", &structured, false)?;
+    let (headers, extra_headers) = split_headers(
+        ctx,
+        "websocket.headers",
+        &w.headers,
+        WS_HANDSHAKE_HEADERS,
+        "the WebSocket handshake",
+    )?;
 
     let inline = w.client_config();
     // blackbox ignores oauth2 for websocket; here it stays a load error.
