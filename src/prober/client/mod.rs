@@ -134,6 +134,32 @@ pub async fn authorization_value(
     Ok(Some(v))
 }
 
+/// A module's own request headers over `headers` (which holds the
+/// prober's defaults): the plain `headers:` values replace a default, the
+/// structured ones (`{values, secrets, files}`) replace it and then append
+/// their values, then the client config's `http_headers` and its
+/// `Authorization`. Used by the probers that send one request with a
+/// module's headers (websocket, sse).
+pub async fn apply_module_headers(
+    headers: &mut HeaderMap,
+    plain: &[(http::HeaderName, HeaderValue)],
+    structured: &[ExtraHeader],
+    client: &ClientSettings,
+) -> Result<(), ProbeFailure> {
+    for (name, value) in plain {
+        headers.insert(name.clone(), value.clone());
+    }
+    for h in structured {
+        headers.remove(&h.name);
+    }
+    append_extra_headers(headers, structured, true).await?;
+    append_extra_headers(headers, &client.extra_headers, true).await?;
+    if let Some(auth) = authorization_value(client).await? {
+        headers.insert(http::header::AUTHORIZATION, auth);
+    }
+    Ok(())
+}
+
 /// Append the structured `http_headers` (values, secrets, then files).
 /// Without `with_secrets` (a redirect to another host), only the plain
 /// values: secrets and files are credentials.

@@ -31,7 +31,7 @@ use http::header::{self, HeaderMap, HeaderValue};
 use tokio::time::Instant;
 
 use super::address;
-use super::client::{append_extra_headers, authority, authorization_value, mark, user_agent};
+use super::client::{apply_module_headers, authority, mark, user_agent};
 use super::http::hop::{self, Hop, HopResponse, Via};
 use super::http::metrics::version_string;
 use super::http::request::parse_target;
@@ -114,17 +114,7 @@ async fn request_headers(s: &SseSettings) -> Result<HeaderMap, ProbeFailure> {
         HeaderValue::from_static("text/event-stream"),
     );
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-    for (name, value) in &s.headers {
-        headers.insert(name.clone(), value.clone());
-    }
-    for h in &s.extra_headers {
-        headers.remove(&h.name);
-    }
-    append_extra_headers(&mut headers, &s.extra_headers, true).await?;
-    append_extra_headers(&mut headers, &s.client.extra_headers, true).await?;
-    if let Some(auth) = authorization_value(&s.client).await? {
-        headers.insert(header::AUTHORIZATION, auth);
-    }
+    apply_module_headers(&mut headers, &s.headers, &s.extra_headers, &s.client).await?;
     mark(&mut headers);
     Ok(headers)
 }

@@ -17,9 +17,7 @@ use super::{HTTP_VERSION, STATUS_CODE, SUBPROTOCOL_INFO, Target, WS_DURATION, fa
 use crate::net::Stream;
 use crate::prober::ProbeContext;
 use crate::prober::client::conn::{self, ConnectionTask};
-use crate::prober::client::{
-    append_extra_headers, authorization_value, host_header_value, mark, user_agent,
-};
+use crate::prober::client::{apply_module_headers, host_header_value, mark, user_agent};
 use crate::prober::reason::{FailureReason, ProbeFailure, closed_before_answer};
 
 /// The upgraded connection, ready for messages.
@@ -57,19 +55,9 @@ fn path_and_query(url: &url::Url) -> String {
 async fn handshake_headers(s: &WebSocketSettings) -> Result<HeaderMap, ProbeFailure> {
     let mut headers = HeaderMap::new();
     headers.insert(header::USER_AGENT, user_agent());
-    for (name, value) in &s.headers {
-        headers.insert(name.clone(), value.clone());
-    }
     // Structured headers set their header (User-Agent, Origin...) rather
     // than adding a second value next to a default.
-    for h in &s.extra_headers {
-        headers.remove(&h.name);
-    }
-    append_extra_headers(&mut headers, &s.extra_headers, true).await?;
-    append_extra_headers(&mut headers, &s.client.extra_headers, true).await?;
-    if let Some(auth) = authorization_value(&s.client).await? {
-        headers.insert(header::AUTHORIZATION, auth);
-    }
+    apply_module_headers(&mut headers, &s.headers, &s.extra_headers, &s.client).await?;
     headers.insert(
         header::SEC_WEBSOCKET_VERSION,
         HeaderValue::from_static("13"),
