@@ -204,7 +204,9 @@ async fn serve(
 }
 
 /// hypercorn (with aioquic) serving a tiny ASGI app over HTTP/3 on
-/// 127.0.0.1; killed when dropped.
+/// 127.0.0.1; killed when dropped, with its whole process group: hypercorn
+/// serves from a multiprocessing worker (and a resource tracker) that
+/// would outlive a parent killed alone.
 pub struct Hypercorn {
     child: std::process::Child,
     pub port: u16,
@@ -213,6 +215,12 @@ pub struct Hypercorn {
 
 impl Drop for Hypercorn {
     fn drop(&mut self) {
+        if let Ok(pgid) = i32::try_from(self.child.id()) {
+            // SAFETY: kill(2) on the process group this test started.
+            unsafe {
+                libc::kill(-pgid, libc::SIGKILL);
+            }
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -241,6 +249,7 @@ impl Hypercorn {
     /// Starts hypercorn on a free UDP port with `leaf`'s chain and key and
     /// waits until it answers; panics (never skips) when it cannot.
     pub fn start(leaf: &Leaf) -> Self {
+        use std::os::unix::process::CommandExt as _;
         use std::process::{Command, Stdio};
 
         let dir = tempfile::tempdir().expect("temp dir");
@@ -263,6 +272,7 @@ impl Hypercorn {
             .arg(&key)
             .arg("h3app:app")
             .current_dir(dir.path())
+            .process_group(0)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -283,7 +293,12 @@ impl Hypercorn {
                 );
             }
             if std::time::Instant::now() > deadline {
-                let _ = child.kill();
+                if let Ok(pgid) = i32::try_from(child.id()) {
+                    // SAFETY: kill(2) on the process group this test started.
+                    unsafe {
+                        libc::kill(-pgid, libc::SIGKILL);
+                    }
+                }
                 let output = child.wait_with_output().expect("wait hypercorn");
                 panic!(
                     "hypercorn did not listen within 20 s:\n{}",
