@@ -381,6 +381,8 @@ mod tests {
             "tls_connect",
             "ws_upgrade",
             "wss_upgrade_ping",
+            "ws_session",
+            "sse_events",
         ] {
             assert!(names.contains(&want), "{want} missing");
             assert_eq!(module(&c, want).timeout, Some(Duration::from_secs(5)));

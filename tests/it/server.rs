@@ -1157,6 +1157,8 @@ async fn embedded_default_config_without_blackbox_yml() {
         "tls_connect",
         "ws_upgrade",
         "wss_upgrade_ping",
+        "ws_session",
+        "sse_events",
     ] {
         assert!(
             config.body.contains(&format!("{module}:")),
