@@ -229,36 +229,11 @@ async fn route_prefix_flag_wins_over_the_external_path() {
 // --web.systemd-socket
 // ---------------------------------------------------------------------------
 
-/// Runs the binary to completion (at most 10 s) in `cwd` with `env`.
+/// Runs the binary to completion (at most 10 s) in `cwd` with `env`;
+/// its exit status and stderr.
 fn run_to_exit(cwd: &Path, args: &[&str], env: &[(&str, &str)]) -> (ExitStatus, String) {
-    let err_path = cwd.join("stderr.txt");
-    let mut child = Command::new(our_binary())
-        .current_dir(cwd)
-        .args(args)
-        .env_remove("LISTEN_PID")
-        .env_remove("LISTEN_FDS")
-        .envs(env.iter().copied())
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&err_path).expect("stderr file"))
-        .spawn()
-        .expect("start exporter");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("try_wait") {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("{args:?} did not exit within 10s");
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    };
-    (
-        status,
-        std::fs::read_to_string(&err_path).unwrap_or_default(),
-    )
+    let (status, _, stderr) = crate::common::exporter::run_to_exit(cwd, args, env);
+    (status, stderr)
 }
 
 /// A process killed on drop, its output in a file.

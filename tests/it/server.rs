@@ -265,36 +265,7 @@ async fn plain_healthy(addr: SocketAddr) -> bool {
 
 /// Runs the binary to completion (at most 10 s) in `cwd`.
 fn run_to_exit(cwd: &Path, args: &[&str]) -> (ExitStatus, String, String) {
-    let out_path = cwd.join("stdout.txt");
-    let err_path = cwd.join("stderr.txt");
-    let mut child = Command::new(our_binary())
-        .current_dir(cwd)
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(std::fs::File::create(&out_path).expect("stdout file"))
-        .stderr(std::fs::File::create(&err_path).expect("stderr file"))
-        .spawn()
-        .expect("start exporter");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("try_wait") {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!(
-                "{args:?} did not exit within 10s:\n{}",
-                std::fs::read_to_string(&err_path).unwrap_or_default()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    };
-    (
-        status,
-        std::fs::read_to_string(&out_path).unwrap_or_default(),
-        std::fs::read_to_string(&err_path).unwrap_or_default(),
-    )
+    crate::common::exporter::run_to_exit(cwd, args, &[])
 }
 
 fn temp_dir() -> tempfile::TempDir {

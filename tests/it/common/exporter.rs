@@ -37,6 +37,49 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// Path of our binary, built by cargo for integration tests;
 /// `HS_EXPORTER_BINARY` runs the tests against another build (a release
 /// build, say, to see how long CPU-bound steps take there).
+/// Runs our binary to completion (at most 10 s) in `cwd` with extra
+/// environment variables (and without an inherited systemd socket);
+/// returns its exit status, stdout and stderr.
+pub fn run_to_exit(
+    cwd: &Path,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> (ExitStatus, String, String) {
+    let out_path = cwd.join("stdout.txt");
+    let err_path = cwd.join("stderr.txt");
+    let mut child = Command::new(our_binary())
+        .current_dir(cwd)
+        .args(args)
+        .env_remove("LISTEN_PID")
+        .env_remove("LISTEN_FDS")
+        .envs(env.iter().copied())
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(&out_path).expect("stdout file"))
+        .stderr(std::fs::File::create(&err_path).expect("stderr file"))
+        .spawn()
+        .expect("start exporter");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "{args:?} did not exit within 10s:\n{}",
+                std::fs::read_to_string(&err_path).unwrap_or_default()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    (
+        status,
+        std::fs::read_to_string(&out_path).unwrap_or_default(),
+        std::fs::read_to_string(&err_path).unwrap_or_default(),
+    )
+}
+
 pub fn our_binary() -> PathBuf {
     std::env::var_os("HS_EXPORTER_BINARY")
         .map(PathBuf::from)
