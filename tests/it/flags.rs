@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http::{Method, StatusCode};
 
+use crate::common::eventually;
 use crate::common::exporter::{Exporter, HttpResponse, http_request, our_binary, probe_path};
 use crate::common::exposition::Exposition;
 use crate::common::free_port;
@@ -36,24 +37,6 @@ fn temp_dir() -> tempfile::TempDir {
         .prefix("flags-test-")
         .tempdir()
         .expect("temp dir")
-}
-
-/// Polls `check` every 50 ms until it returns true or `timeout` passes.
-async fn eventually<F, Fut>(timeout: Duration, mut check: F) -> bool
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = Instant::now() + timeout;
-    loop {
-        if check().await {
-            return true;
-        }
-        if Instant::now() > deadline {
-            return false;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 async fn get(addr: SocketAddr, path: &str) -> HttpResponse {

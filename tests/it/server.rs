@@ -19,6 +19,7 @@ use tokio_rustls::TlsConnector;
 use tokio_rustls::rustls;
 
 use crate::common;
+use crate::common::eventually;
 use crate::common::exporter::{
     Exporter, HttpResponse, http_request, https_request, our_binary, probe_path,
 };
@@ -135,24 +136,6 @@ fn assert_close(actual: f64, expected: f64, what: &str) {
         (actual - expected).abs() < 1e-9,
         "{what}: expected {expected}, got {actual}"
     );
-}
-
-/// Polls `check` every 50 ms until it returns true or `timeout` passes.
-async fn eventually<F, Fut>(timeout: Duration, mut check: F) -> bool
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = bool>,
-{
-    let deadline = Instant::now() + timeout;
-    loop {
-        if check().await {
-            return true;
-        }
-        if Instant::now() > deadline {
-            return false;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 /// Asserts the process is alive, healthy and did not panic.
