@@ -12,6 +12,16 @@
 #   alertmanager      no clustering, routes everything to ...
 #   webhook_receiver.py  logs every notification it gets
 #
+# With --vantages N (N >= 1) it runs N vantage points instead of the single
+# exporter, as deploy/multi-vantage/ lays them out: per vantage point
+# (site-a, site-b, ...) an exporter, a Prometheus in agent mode with
+# external_labels {vantage: site-x} remote-writing to the central
+# Prometheus (--web.enable-remote-write-receiver, which evaluates the rules),
+# and an "edge" nginx: each vantage point reaches demo-good through its own
+# edge (its network path; the instance label stays demo-good's URL, as a
+# name that resolves to a different edge per location would). demo-broken,
+# demo-tls and demo-backend are probed directly from every vantage point.
+#
 # Usage:
 #   deploy/local/run-stack.sh                 run until Ctrl-C, print the URLs
 #   deploy/local/run-stack.sh --check         start, wait for the diagnosis rules, assert
@@ -20,6 +30,14 @@
 #   deploy/local/run-stack.sh --check-alerts  --check, then also wait (up to ~4 min) until
 #                                             WebSocketSpecificFailure{service="demo-broken"}
 #                                             has reached the webhook through Alertmanager
+#   deploy/local/run-stack.sh --vantages 3 [--check]
+#                                             three vantage points; --check (N >= 3) also
+#                                             breaks site-a's path to demo-good and asserts
+#                                             ProbeFailedFromMinority only (notified, ProbeFailed
+#                                             inhibited), then breaks site-b's too and asserts
+#                                             ProbeFailedFromQuorum (and the diagnosis: outage),
+#                                             then stops the last site's exporter and asserts
+#                                             VantagePointMissing goes pending; ~6 minutes
 #   options: --workdir DIR (default: a new mktemp dir), --keep (keep the work dir),
 #            --rules-wait SECONDS (wait for deploy/prometheus/rules/*.yml, default 120),
 #            --check-timeout SECONDS (default 90)
@@ -28,6 +46,8 @@
 #   HS_EXPORTER_PORT=19115 HS_PROMETHEUS_PORT=19090 HS_ALERTMANAGER_PORT=19093
 #   HS_WEBHOOK_PORT=19094 HS_GOOD_PORT=18080 HS_BROKEN_PORT=18081
 #   HS_ECHO_PORT=18082 HS_TLS_PORT=18443
+#   With --vantages, the central Prometheus uses HS_PROMETHEUS_PORT and each
+#   vantage point's exporter, agent and edge take free ports.
 # Binaries (environment): NGINX=/usr/sbin/nginx PROMETHEUS=/usr/bin/prometheus
 #   ALERTMANAGER=/usr/bin/prometheus-alertmanager PROMTOOL=/usr/bin/promtool
 #   AMTOOL=/usr/bin/amtool EXPORTER=<repo>/target/release/handshake_exporter
@@ -44,6 +64,7 @@ keep=0
 workdir=""
 rules_wait=120
 check_timeout=90
+vantages=0
 
 usage() { sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//'; }
 
@@ -58,11 +79,24 @@ while [ $# -gt 0 ]; do
         --rules-wait=*) rules_wait="${1#*=}" ;;
         --check-timeout) check_timeout="$2"; shift ;;
         --check-timeout=*) check_timeout="${1#*=}" ;;
+        --vantages) vantages="$2"; shift ;;
+        --vantages=*) vantages="${1#*=}" ;;
         -h|--help) usage; exit 0 ;;
         *) echo "run-stack: unknown argument $1 (see --help)" >&2; exit 2 ;;
     esac
     shift
 done
+
+case "$vantages" in
+    ''|*[!0-9]*) echo "run-stack: --vantages needs a number, got '$vantages'" >&2; exit 2 ;;
+esac
+if [ "$vantages" -gt 26 ]; then
+    echo "run-stack: at most 26 vantage points (site-a .. site-z)" >&2; exit 2
+fi
+if [ "$vantages" -gt 0 ] && [ "$vantages" -lt 3 ] && [ "$mode" = check ]; then
+    echo "run-stack: --check with --vantages needs at least 3 (one broken path must be a minority)" >&2
+    exit 2
+fi
 
 EXPORTER_PORT="${HS_EXPORTER_PORT:-19115}"
 PROMETHEUS_PORT="${HS_PROMETHEUS_PORT:-19090}"
@@ -186,6 +220,24 @@ wait_http() {
     done
     tail -n 30 "$workdir/logs/$name.log" >&2 || true
     die "$name did not come up at $url"
+}
+
+# stop_process NAME: stops that process on purpose (a broken path, a
+# stopped exporter) and stops tracking it.
+stop_process() {
+    local name="$1" i
+    for i in "${!names[@]}"; do
+        if [ "${names[$i]}" = "$name" ]; then
+            kill -TERM "${pids[$i]}" 2>/dev/null || true
+            wait "${pids[$i]}" 2>/dev/null || true
+            unset 'pids[i]' 'names[i]'
+            pids=("${pids[@]}")
+            names=("${names[@]}")
+            log "stopped $name"
+            return 0
+        fi
+    done
+    die "stop_process: no process named $name"
 }
 
 check_alive() {
@@ -334,25 +386,38 @@ EOF
     || { cat "$workdir/logs/config-check.log" >&2; die "the exporter rejects $workdir/exporter/blackbox.yml"; }
 
 # --- prometheus config -------------------------------------------------------
-relabel="    relabel_configs:
+# probe_jobs EXPORTER_ADDR [EDGE_PORT]: the scrape_configs entries (blackbox
+# relabelling, the scrape goes to EXPORTER_ADDR). With EDGE_PORT, demo-good
+# is probed through that edge: ?target= gets the edge's port, while the
+# instance label keeps demo-good's URL, so every vantage point reports the
+# same target.
+probe_jobs() {
+    local exporter="$1" edge="${2:-}" relabel edge_relabel="" http_tls_targets="" ws_tls_targets="" tls_job=""
+    if [ -n "$edge" ]; then
+        edge_relabel="
+      - source_labels: [__param_target]
+        regex: (.*)://${HOST//./\\.}:$GOOD_PORT(/.*)
+        target_label: __param_target
+        replacement: \${1}://$HOST:$edge\${2}"
+    fi
+    relabel="    relabel_configs:
       - source_labels: [module]
         regex: (.+)
         target_label: __param_module
       - source_labels: [__address__]
         target_label: __param_target
       - source_labels: [__param_target]
-        target_label: instance
+        target_label: instance$edge_relabel
       - target_label: __address__
-        replacement: $HOST:$EXPORTER_PORT"
-http_tls_targets="" ws_tls_targets="" tls_job=""
-if [ "$have_openssl" -eq 1 ]; then
-    http_tls_targets="
+        replacement: $exporter"
+    if [ "$have_openssl" -eq 1 ]; then
+        http_tls_targets="
       - targets: [\"https://$HOST:$TLS_PORT/health\"]
         labels: {service: demo-tls, module: https_demo_ca}"
-    ws_tls_targets="
+        ws_tls_targets="
       - targets: [\"wss://$HOST:$TLS_PORT/ws\"]
         labels: {service: demo-tls, module: wss_demo_ca_ping}"
-    tls_job="
+        tls_job="
   - job_name: probe_tls
     metrics_path: /probe
     params:
@@ -362,23 +427,8 @@ if [ "$have_openssl" -eq 1 ]; then
         labels: {service: demo-tls}
 $relabel
 "
-fi
-cat >"$workdir/prometheus/prometheus.yml" <<EOF
-# Generated by deploy/local/run-stack.sh
-global:
-  scrape_interval: 5s
-  scrape_timeout: 4s
-  evaluation_interval: 5s
-
-rule_files:
-  - $RULES_DIR/*.yml
-
-alerting:
-  alertmanagers:
-    - static_configs:
-        - targets: ["$HOST:$ALERTMANAGER_PORT"]
-
-scrape_configs:
+    fi
+    cat <<EOF
   - job_name: probe_http
     metrics_path: /probe
     params:
@@ -412,16 +462,120 @@ $relabel
 $tls_job
   - job_name: handshake_exporter
     static_configs:
-      - targets: ["$HOST:$EXPORTER_PORT"]
+      - targets: ["$exporter"]
+EOF
+}
 
+promtool_check() {
+    if [ -x "$PROMTOOL" ]; then
+        "$PROMTOOL" check config "$@" >"$workdir/logs/promtool.log" 2>&1 \
+            || { cat "$workdir/logs/promtool.log" >&2; die "promtool check config $* failed"; }
+    fi
+}
+
+# The Prometheus that evaluates the rules and alerts: with one exporter it
+# scrapes it; with vantage points it receives their agents' remote writes.
+{
+    cat <<EOF
+# Generated by deploy/local/run-stack.sh
+global:
+  scrape_interval: 5s
+  scrape_timeout: 4s
+  evaluation_interval: 5s
+
+rule_files:
+  - $RULES_DIR/*.yml
+
+alerting:
+  alertmanagers:
+    - static_configs:
+        - targets: ["$HOST:$ALERTMANAGER_PORT"]
+
+scrape_configs:
+EOF
+    if [ "$vantages" -eq 0 ]; then
+        probe_jobs "$HOST:$EXPORTER_PORT"
+        echo
+    fi
+    cat <<EOF
   - job_name: prometheus
     static_configs:
       - targets: ["$HOST:$PROMETHEUS_PORT"]
 EOF
-if [ -x "$PROMTOOL" ]; then
-    "$PROMTOOL" check config "$workdir/prometheus/prometheus.yml" >"$workdir/logs/promtool.log" 2>&1 \
-        || { cat "$workdir/logs/promtool.log" >&2; die "promtool check config failed"; }
-fi
+} >"$workdir/prometheus/prometheus.yml"
+promtool_check "$workdir/prometheus/prometheus.yml"
+
+# --- vantage points ------------------------------------------------------------
+# Per vantage point: its name, and free ports for its exporter, agent and edge.
+vantage_names=() vantage_exporter=() vantage_agent=() vantage_edge=()
+free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+for ((v = 0; v < vantages; v++)); do
+    name="site-$(printf "\\$(printf '%03o' $((97 + v)))")"
+    vantage_names+=("$name")
+    vantage_exporter+=("$(free_port)")
+    vantage_agent+=("$(free_port)")
+    vantage_edge+=("$(free_port)")
+    dir="$workdir/vantage/$name"
+    mkdir -p "$dir/agent-data" "$dir/edge"
+
+    # The edge: a correct WebSocket proxy to the backend, like demo-good.
+    cat >"$dir/edge/nginx.conf" <<EOF
+# Generated by deploy/local/run-stack.sh: $name's path to demo-good
+daemon off;
+master_process off;
+worker_processes 1;
+pid $dir/edge/nginx.pid;
+lock_file $dir/edge/nginx.lock;
+error_log $workdir/logs/edge-$name.log info;
+events { worker_connections 128; }
+http {
+    access_log off;
+    client_body_temp_path $dir/edge/client_body;
+    proxy_temp_path $dir/edge/proxy;
+    fastcgi_temp_path $dir/edge/fastcgi;
+    uwsgi_temp_path $dir/edge/uwsgi;
+    scgi_temp_path $dir/edge/scgi;
+    map \$http_upgrade \$connection_upgrade {
+        default upgrade;
+        ''      close;
+    }
+    server {
+        listen $HOST:${vantage_edge[$v]};
+        location / {
+            proxy_pass http://$HOST:$ECHO_PORT;
+            proxy_http_version 1.1;
+            proxy_set_header Upgrade \$http_upgrade;
+            proxy_set_header Connection \$connection_upgrade;
+            proxy_set_header Host \$host;
+        }
+    }
+}
+EOF
+    "$NGINX" -t -q -p "$dir/edge" -e "$workdir/logs/edge-$name.log" -c "$dir/edge/nginx.conf" \
+        || die "nginx -t failed for $dir/edge/nginx.conf"
+
+    # The agent: scrapes this vantage point's exporter, labels everything
+    # with the vantage point, remote-writes to the central Prometheus.
+    {
+        cat <<EOF
+# Generated by deploy/local/run-stack.sh: the Prometheus agent of $name
+global:
+  scrape_interval: 5s
+  scrape_timeout: 4s
+  external_labels:
+    vantage: $name
+
+remote_write:
+  - url: http://$HOST:$PROMETHEUS_PORT/api/v1/write
+    queue_config:
+      batch_send_deadline: 1s
+
+scrape_configs:
+EOF
+        probe_jobs "$HOST:${vantage_exporter[$v]}" "${vantage_edge[$v]}"
+    } >"$dir/agent.yml"
+    promtool_check --agent "$dir/agent.yml"
+done
 
 # --- alertmanager config -----------------------------------------------------
 # The shipped deploy/alertmanager/alertmanager.yml (routing, inhibitions) with
@@ -464,9 +618,11 @@ wait_http nginx "http://$HOST:$BROKEN_PORT/"
 start webhook python3 -u "$HERE/webhook_receiver.py" --listen "$HOST" --port "$WEBHOOK_PORT" --raw
 wait_http webhook "http://$HOST:$WEBHOOK_PORT/"
 
-start exporter "$EXPORTER" --config.file="$workdir/exporter/blackbox.yml" \
-    --web.listen-address="$HOST:$EXPORTER_PORT"
-wait_http exporter "http://$HOST:$EXPORTER_PORT/-/ready"
+if [ "$vantages" -eq 0 ]; then
+    start exporter "$EXPORTER" --config.file="$workdir/exporter/blackbox.yml" \
+        --web.listen-address="$HOST:$EXPORTER_PORT"
+    wait_http exporter "http://$HOST:$EXPORTER_PORT/-/ready"
+fi
 
 start alertmanager "$ALERTMANAGER" \
     --config.file="$workdir/alertmanager/alertmanager.yml" \
@@ -475,12 +631,32 @@ start alertmanager "$ALERTMANAGER" \
     --cluster.listen-address=
 wait_http alertmanager "http://$HOST:$ALERTMANAGER_PORT/-/ready"
 
+central_flags=()
+if [ "$vantages" -gt 0 ]; then
+    central_flags+=(--web.enable-remote-write-receiver)
+fi
 start prometheus "$PROMETHEUS" \
     --config.file="$workdir/prometheus/prometheus.yml" \
     --storage.tsdb.path="$workdir/prometheus/data" \
     --web.listen-address="$HOST:$PROMETHEUS_PORT" \
-    --web.enable-lifecycle
+    --web.enable-lifecycle "${central_flags[@]}"
 wait_http prometheus "http://$HOST:$PROMETHEUS_PORT/-/ready"
+
+# The vantage points, once the central Prometheus takes their writes.
+for ((v = 0; v < vantages; v++)); do
+    name="${vantage_names[$v]}"
+    dir="$workdir/vantage/$name"
+    start "edge-$name" "$NGINX" -p "$dir/edge" -e "$workdir/logs/edge-$name.log" -c "$dir/edge/nginx.conf"
+    wait_http "edge-$name" "http://$HOST:${vantage_edge[$v]}/"
+    start "exporter-$name" "$EXPORTER" --config.file="$workdir/exporter/blackbox.yml" \
+        --web.listen-address="$HOST:${vantage_exporter[$v]}"
+    wait_http "exporter-$name" "http://$HOST:${vantage_exporter[$v]}/-/ready"
+    start "agent-$name" "$PROMETHEUS" --enable-feature=agent \
+        --config.file="$dir/agent.yml" \
+        --storage.agent.path="$dir/agent-data" \
+        --web.listen-address="$HOST:${vantage_agent[$v]}"
+    wait_http "agent-$name" "http://$HOST:${vantage_agent[$v]}/-/ready"
+done
 
 PROM="http://$HOST:$PROMETHEUS_PORT"
 
@@ -501,16 +677,18 @@ show_probes() {
     query 'probe_success' | python3 -c '
 import json, sys
 rows = json.load(sys.stdin).get("data", {}).get("result", [])
-for r in sorted(rows, key=lambda r: (r["metric"].get("service", ""), r["metric"].get("job", ""))):
+for r in sorted(rows, key=lambda r: tuple(r["metric"].get(k, "") for k in ("service", "job", "instance", "vantage"))):
     m = r["metric"]
-    print("  %-13s %-16s %-40s success=%s" % (m.get("service", "-"), m.get("job", ""), m.get("instance", ""), r["value"][1]))
+    print("  %-13s %-16s %-40s %ssuccess=%s" % (m.get("service", "-"), m.get("job", ""), m.get("instance", ""),
+          "vantage=%s " % m["vantage"] if "vantage" in m else "", r["value"][1]))
 '
     query 'probe_failure_info == 1' | python3 -c '
 import json, sys
 rows = json.load(sys.stdin).get("data", {}).get("result", [])
 for r in rows:
     m = r["metric"]
-    print("  failure: %s %s reason=%s" % (m.get("job", ""), m.get("instance", ""), m.get("reason", "")))
+    print("  failure: %s %s %sreason=%s" % (m.get("job", ""), m.get("instance", ""),
+          "vantage=%s " % m["vantage"] if "vantage" in m else "", m.get("reason", "")))
 '
 }
 
@@ -518,7 +696,15 @@ print_urls() {
     cat <<EOF
 
 handshake_exporter stack on $HOST (work dir $workdir, logs in $workdir/logs):
-  exporter       http://$HOST:$EXPORTER_PORT/            (recent probes, /metrics, /config)
+EOF
+    if [ "$vantages" -eq 0 ]; then
+        echo "  exporter       http://$HOST:$EXPORTER_PORT/            (recent probes, /metrics, /config)"
+    fi
+    for ((v = 0; v < vantages; v++)); do
+        printf '  %-14s exporter http://%s:%s/  agent http://%s:%s/  edge (its path to demo-good) http://%s:%s/\n' \
+            "${vantage_names[$v]}" "$HOST" "${vantage_exporter[$v]}" "$HOST" "${vantage_agent[$v]}" "$HOST" "${vantage_edge[$v]}"
+    done
+    cat <<EOF
   prometheus     $PROM/graph?g0.expr=service%3Aprobe_diagnosis%3Astate%20%3D%3D%201&g0.tab=1
                  $PROM/alerts
   alertmanager   http://$HOST:$ALERTMANAGER_PORT/
@@ -530,7 +716,7 @@ EOF
         echo "  demo-tls       https://$HOST:$TLS_PORT/  wss://$HOST:$TLS_PORT/ws    (self-signed, trusted via ca_file)"
     fi
     cat <<EOF
-  try:  curl 'http://$HOST:$EXPORTER_PORT/probe?module=ws_upgrade&target=ws://$HOST:$BROKEN_PORT/ws&debug=true'
+  try:  curl 'http://$HOST:${vantage_exporter[0]:-$EXPORTER_PORT}/probe?module=ws_upgrade&target=ws://$HOST:$BROKEN_PORT/ws&debug=true'
   Grafana is not started; point a Grafana at $PROM and import grafana/dashboards/*.json.
   WebSocketSpecificFailure for demo-broken fires after its 'for: 2m' and reaches the webhook.
 EOF
@@ -546,7 +732,7 @@ prom, files = sys.argv[1], sys.argv[2:]
 subst = [("$__rate_interval", "5m"), ("${__rate_interval}", "5m"), ("$__interval", "1m"),
          ("${__interval}", "1m"), ("$__range", "1h"), ("${__range}", "1h"),
          ("${job}", ".*"), ("$job", ".*"), ("${service}", ".*"), ("$service", ".*"),
-         ("${instance}", ".*"), ("$instance", ".*")]
+         ("${instance}", ".*"), ("$instance", ".*"), ("${vantage}", ".*"), ("$vantage", ".*")]
 def panels(ps):
     for p in ps:
         yield p
@@ -629,6 +815,152 @@ if [ "$check_alerts" -eq 1 ]; then
         exit 1
     fi
     echo "alert OK: WebSocketSpecificFailure{service=demo-broken} reached the webhook"
+fi
+
+if [ "$vantages" -gt 0 ]; then
+    # --- many vantage points: break paths, watch the quorum ----------------------
+    # series_count EXPR: how many series the instant query returns.
+    series_count() {
+        query "$1" | python3 -c '
+import json, sys
+try:
+    print(len(json.load(sys.stdin)["data"]["result"]))
+except Exception:
+    print(-1)
+'
+    }
+    # wait_count WHAT EXPR N TIMEOUT: until EXPR returns exactly N series.
+    wait_count() {
+        local what="$1" expr="$2" want="$3" timeout="$4" n=-1 until=$((SECONDS + $4))
+        while [ "$SECONDS" -lt "$until" ]; do
+            check_alive
+            n="$(series_count "$expr")"
+            if [ "$n" = "$want" ]; then
+                log "$what (after ${SECONDS}s)"
+                return 0
+            fi
+            sleep 2
+        done
+        echo "CHECK FAILED: $what: $expr returned $n series, expected $want, for ${timeout}s"
+        show_alerts
+        exit 1
+    }
+    # expect_count WHAT EXPR N: EXPR returns exactly N series now.
+    expect_count() {
+        local n
+        n="$(series_count "$2")"
+        if [ "$n" != "$3" ]; then
+            echo "CHECK FAILED: $1: $2 returned $n series, expected $3"
+            show_alerts
+            exit 1
+        fi
+        log "$1"
+    }
+    show_alerts() {
+        echo "ALERTS:"
+        query 'ALERTS' | python3 -c '
+import json, sys
+for r in json.load(sys.stdin).get("data", {}).get("result", []):
+    m = r["metric"]
+    print("  %-26s %-8s %s" % (m.get("alertname"), m.get("alertstate"),
+          " ".join("%s=%s" % kv for kv in sorted(m.items()) if kv[0] not in ("__name__", "alertname", "alertstate"))))
+'
+        echo "webhook notifications:"
+        grep -E 'receiver=' "$workdir/logs/webhook.log" | sed 's/^/  /' || true
+    }
+    # wait_webhook PATTERN TIMEOUT: until the webhook log has a line matching PATTERN.
+    wait_webhook() {
+        local until=$((SECONDS + $2))
+        while [ "$SECONDS" -lt "$until" ]; do
+            check_alive
+            if grep -qE "$1" "$workdir/logs/webhook.log"; then
+                log "webhook got: $1 (after ${SECONDS}s)"
+                return 0
+            fi
+            sleep 2
+        done
+        echo "CHECK FAILED: no notification matching $1 at the webhook within $2s"
+        show_alerts
+        exit 1
+    }
+    # am_all_suppressed ALERTNAME SERVICE: Alertmanager holds such alerts, all suppressed.
+    am_all_suppressed() {
+        curl -s --max-time 5 -G "http://$HOST:$ALERTMANAGER_PORT/api/v2/alerts" \
+            --data-urlencode "filter=alertname=\"$1\"" --data-urlencode "filter=service=\"$2\"" \
+            | python3 -c '
+import json, sys
+alerts = json.load(sys.stdin)
+states = [a["status"]["state"] for a in alerts]
+print(" ".join(states) or "none")
+sys.exit(0 if states and all(s == "suppressed" for s in states) else 1)
+'
+    }
+    wait_suppressed() {
+        local until=$((SECONDS + $3)) states=""
+        while [ "$SECONDS" -lt "$until" ]; do
+            check_alive
+            if states="$(am_all_suppressed "$1" "$2")"; then
+                log "Alertmanager: every $1{service=$2} is suppressed ($states)"
+                return 0
+            fi
+            sleep 2
+        done
+        echo "CHECK FAILED: $1{service=$2} in Alertmanager: $states, expected all suppressed"
+        show_alerts
+        exit 1
+    }
+
+    good='service="demo-good"'
+    # Both demo-good targets (HTTP and WebSocket), reported by every vantage point.
+    wait_count "every vantage point reports demo-good" \
+        "target:probe_vantage:count{$good} == $vantages" 2 "$check_timeout"
+    got="$(curl -s --max-time 5 "$PROM/api/v1/label/vantage/values" | python3 -c 'import json,sys; print(" ".join(json.load(sys.stdin)["data"]))')"
+    [ "$got" = "${vantage_names[*]}" ] \
+        || { echo "CHECK FAILED: vantage label values '$got', expected '${vantage_names[*]}'"; exit 1; }
+    log "vantage label values: $got"
+
+    # 1. One path of N breaks: a minority. Only ProbeFailedFromMinority fires
+    #    (for the two demo-good targets); its ProbeFailed is inhibited; the
+    #    diagnosis stays healthy.
+    stop_process "edge-${vantage_names[0]}"
+    wait_count "one broken path: ProbeFailedFromMinority fires for both demo-good targets" \
+        "ALERTS{alertname=\"ProbeFailedFromMinority\",alertstate=\"firing\",$good}" 2 200
+    expect_count "  and no quorum alert" "ALERTS{alertname=\"ProbeFailedFromQuorum\",$good}" 0
+    expect_count "  and the diagnosis of demo-good stays healthy" \
+        "service:probe_diagnosis:state{$good,state=\"healthy\"} == 1" 1
+    expect_count "  and no diagnosis alert for demo-good" \
+        "ALERTS{alertname=~\"ServiceOutage|WebSocketSpecificFailure|HttpApplicationIssue\",$good}" 0
+    wait_webhook "ProbeFailedFromMinority\\[firing\\]\\{[^}]*service=demo-good" 90
+    wait_suppressed ProbeFailed demo-good 60
+
+    # 2. Half or more break: the quorum. ProbeFailedFromQuorum replaces the
+    #    minority alert; with both HTTP and WebSocket down on the quorum the
+    #    diagnosis is an outage (ServiceOutage, which Alertmanager notifies
+    #    instead of the narrower alerts of the service).
+    for ((v = 1; v < (vantages + 1) / 2; v++)); do
+        stop_process "edge-${vantage_names[$v]}"
+    done
+    wait_count "half or more broken: ProbeFailedFromQuorum fires for both demo-good targets" \
+        "ALERTS{alertname=\"ProbeFailedFromQuorum\",alertstate=\"firing\",$good}" 2 200
+    expect_count "  and the minority alert is gone" "ALERTS{alertname=\"ProbeFailedFromMinority\",$good}" 0
+    expect_count "  and the diagnosis of demo-good is outage" \
+        "service:probe_diagnosis:state{$good,state=\"outage\"} == 1" 1
+    wait_webhook "ServiceOutage\\[firing\\]\\{[^}]*service=demo-good" 90
+    wait_suppressed ProbeFailedFromQuorum demo-good 60
+    wait_suppressed ProbeFailed demo-good 60
+
+    # 3. The last vantage point's exporter stops: its agent marks the series
+    #    stale, so the targets count one vantage point fewer (unknown, not
+    #    failed) and VantagePointMissing names it.
+    last="${vantage_names[$((vantages - 1))]}"
+    stop_process "exporter-$last"
+    wait_count "$last stops reporting: demo-good is reported by $((vantages - 1))" \
+        "target:probe_vantage:count{$good} == $((vantages - 1))" 2 60
+    wait_count "  and VantagePointMissing{vantage=$last} is raised" \
+        "ALERTS{alertname=\"VantagePointMissing\",vantage=\"$last\"}" 1 60
+
+    show_alerts
+    echo "vantage points OK: one broken path = minority, $(((vantages + 1) / 2)) = quorum, a silent one = missing"
 fi
 
 result=0
