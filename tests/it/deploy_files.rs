@@ -64,13 +64,34 @@ fn dashboards_are_valid_json_with_the_shared_variables() {
             .iter()
             .filter_map(|v| v["name"].as_str())
             .collect();
-        for want in ["datasource", "job", "service", "instance"] {
+        for want in ["datasource", "job", "service", "instance", "vantage"] {
             assert!(
                 vars.contains(&want),
                 "{}: variable {want} missing: {vars:?}",
                 path.display()
             );
         }
+        // Several vantage points (SPEC section 12): "All" must be `.*`, which
+        // also matches the series of a single exporter that have no
+        // `vantage` label at all (without it, All becomes the alternation of
+        // the values seen, and a single exporter has none).
+        let vantage = array(&json["templating"]["list"])
+            .iter()
+            .find(|v| v["name"] == "vantage")
+            .expect("vantage variable");
+        assert_eq!(vantage["multi"], true, "{}: vantage multi", path.display());
+        assert_eq!(
+            vantage["includeAll"],
+            true,
+            "{}: vantage includeAll",
+            path.display()
+        );
+        assert_eq!(
+            vantage["allValue"],
+            ".*",
+            "{}: vantage allValue",
+            path.display()
+        );
     }
 }
 

@@ -1090,6 +1090,14 @@ async fn prometheus_rules_alertmanager_and_dashboards_on_real_targets() {
     }
     let label_values = Regex::new(r"^\s*label_values\((.*),\s*(\w+)\s*\)\s*$").expect("regex");
     for (dashboard, name, definition) in &variables {
+        // This stack is a single exporter scraped directly, so no series has
+        // a `vantage` label and the vantage variable legitimately has no
+        // values (its All, `.*`, still matches everything). The
+        // multi-vantage stack (deploy/local/run-stack.sh --vantages 3)
+        // checks that it has values.
+        if name == "vantage" {
+            continue;
+        }
         let Some(c) = label_values.captures(definition) else {
             failures.push(format!(
                 "{dashboard} variable {name}: not label_values(selector, label): {definition:?}"
