@@ -93,6 +93,21 @@ fn dashboards_are_valid_json_with_the_shared_variables() {
             path.display()
         );
     }
+
+    // The overview's vantage point x target matrix: Grafana's "grouping to
+    // matrix" transformation with one column per vantage point.
+    let text = std::fs::read_to_string(repo().join("grafana/dashboards/handshake-overview.json"))
+        .expect("read");
+    let overview: Value = serde_json::from_str(&text).expect("overview is JSON");
+    let matrix = array(&overview["panels"]).iter().any(|p| {
+        array(&p["transformations"])
+            .iter()
+            .any(|t| t["id"] == "groupingToMatrix" && t["options"]["columnField"] == "vantage")
+    });
+    assert!(
+        matrix,
+        "the overview has no panel with a groupingToMatrix transformation by vantage"
+    );
 }
 
 /// The part of a Kubernetes ConfigMap this test reads.
