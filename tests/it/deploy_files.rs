@@ -64,14 +64,50 @@ fn dashboards_are_valid_json_with_the_shared_variables() {
             .iter()
             .filter_map(|v| v["name"].as_str())
             .collect();
-        for want in ["datasource", "job", "service", "instance"] {
+        for want in ["datasource", "job", "service", "instance", "vantage"] {
             assert!(
                 vars.contains(&want),
                 "{}: variable {want} missing: {vars:?}",
                 path.display()
             );
         }
+        // Several vantage points (SPEC section 12): "All" must be `.*`, which
+        // also matches the series of a single exporter that have no
+        // `vantage` label at all (without it, All becomes the alternation of
+        // the values seen, and a single exporter has none).
+        let vantage = array(&json["templating"]["list"])
+            .iter()
+            .find(|v| v["name"] == "vantage")
+            .expect("vantage variable");
+        assert_eq!(vantage["multi"], true, "{}: vantage multi", path.display());
+        assert_eq!(
+            vantage["includeAll"],
+            true,
+            "{}: vantage includeAll",
+            path.display()
+        );
+        assert_eq!(
+            vantage["allValue"],
+            ".*",
+            "{}: vantage allValue",
+            path.display()
+        );
     }
+
+    // The overview's vantage point x target matrix: Grafana's "grouping to
+    // matrix" transformation with one column per vantage point.
+    let text = std::fs::read_to_string(repo().join("grafana/dashboards/handshake-overview.json"))
+        .expect("read");
+    let overview: Value = serde_json::from_str(&text).expect("overview is JSON");
+    let matrix = array(&overview["panels"]).iter().any(|p| {
+        array(&p["transformations"])
+            .iter()
+            .any(|t| t["id"] == "groupingToMatrix" && t["options"]["columnField"] == "vantage")
+    });
+    assert!(
+        matrix,
+        "the overview has no panel with a groupingToMatrix transformation by vantage"
+    );
 }
 
 /// The part of a Kubernetes ConfigMap this test reads.

@@ -1089,7 +1089,17 @@ async fn prometheus_rules_alertmanager_and_dashboards_on_real_targets() {
         }
     }
     let label_values = Regex::new(r"^\s*label_values\((.*),\s*(\w+)\s*\)\s*$").expect("regex");
+    let mut exempt = 0;
     for (dashboard, name, definition) in &variables {
+        // This stack is a single exporter scraped directly, so no series has
+        // a `vantage` label and the vantage variable legitimately has no
+        // values (its All, `.*`, still matches everything). The
+        // multi-vantage stack (deploy/local/run-stack.sh --vantages 3)
+        // checks that it has values.
+        if name == "vantage" {
+            exempt += 1;
+            continue;
+        }
         let Some(c) = label_values.captures(definition) else {
             failures.push(format!(
                 "{dashboard} variable {name}: not label_values(selector, label): {definition:?}"
@@ -1118,9 +1128,9 @@ async fn prometheus_rules_alertmanager_and_dashboards_on_real_targets() {
         stack_dump(&prom, &exporter, &nginx).await
     );
     eprintln!(
-        "{} panel queries and {} variables of the dashboards returned data; total {:?}",
+        "{} panel queries and {} variables of the dashboards returned data ({exempt} vantage variables exempt); total {:?}",
         queries.len(),
-        variables.len(),
+        variables.len() - exempt,
         started.elapsed()
     );
 }
