@@ -28,7 +28,7 @@
 //! |-----------|-----------------------------------------------------|-----------------|
 //! | `session` | websocket_session through `good`, pings every 500ms | none            |
 //! | `idle`    | websocket_session without pings, `proxy_read_timeout 1s` | `WebSocketIdleCut` (naming 1s), `WebSocketSessionsUnstable` |
-//! | `stream`  | sse behind nginx's default buffering                | `EventStreamStalled` |
+//! | `stream`  | sse behind nginx's default buffering                | `EventStreamStalled`, `ProbeFailedFromQuorum` (1 of 1 vantage point, inhibits its `ProbeFailed`) |
 //! | `live`    | sse with `proxy_buffering off`                      | none            |
 //!
 //! The rules and the Alertmanager config are copies of the shipped files in
@@ -869,6 +869,9 @@ async fn prometheus_rules_alertmanager_and_dashboards_on_real_targets() {
         ("WebSocketIdleCut", "idle"),
         ("WebSocketSessionsUnstable", "idle"),
         ("EventStreamStalled", "stream"),
+        // One exporter, no `vantage` label: a failing probe is 1 of 1
+        // vantage points, a quorum failure, notified instead of ProbeFailed.
+        ("ProbeFailedFromQuorum", "stream"),
     ];
     let deadline = Instant::now() + ALERT_TIMEOUT;
     loop {
@@ -981,6 +984,11 @@ async fn prometheus_rules_alertmanager_and_dashboards_on_real_targets() {
             webhook_dump(&webhook)
         );
         assert!(
+            name != "ProbeFailedFromMinority" && name != "VantagePointMissing",
+            "{name} with a single exporter, which has no vantage points to disagree\n{}",
+            webhook_dump(&webhook)
+        );
+        assert!(
             !(name == "EventStreamStalled" && service == "live"),
             "EventStreamStalled for the unbuffered stream\n{}",
             webhook_dump(&webhook)
@@ -1000,11 +1008,13 @@ async fn prometheus_rules_alertmanager_and_dashboards_on_real_targets() {
 
     // 3. Inhibitions, as Alertmanager reports them: the ProbeFailed alerts
     // of `down` are suppressed by ServiceOutage, those of `broken` and
-    // `app` by their diagnosis alert.
+    // `app` by their diagnosis alert, that of `stream` (no diagnosis: one
+    // probe) by its target's quorum alert.
     let inhibitors = [
         ("down", "ServiceOutage"),
         ("broken", "WebSocketSpecificFailure"),
         ("app", "HttpApplicationIssue"),
+        ("stream", "ProbeFailedFromQuorum"),
     ];
     let deadline = Instant::now() + INHIBITION_TIMEOUT;
     loop {
