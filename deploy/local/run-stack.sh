@@ -244,6 +244,17 @@ check_alive() {
     local i
     for i in "${!pids[@]}"; do
         if ! kill -0 "${pids[$i]}" 2>/dev/null; then
+            # A vantage point's edge is its network path: stopping it is how
+            # a path is broken by hand, not a failure of the stack.
+            if [[ "${names[$i]}" == edge-* ]]; then
+                wait "${pids[$i]}" 2>/dev/null || true
+                log "${names[$i]} stopped: ${names[$i]#edge-}'s path to demo-good is broken"
+                unset 'pids[i]' 'names[i]'
+                pids=("${pids[@]}")
+                names=("${names[@]}")
+                check_alive
+                return
+            fi
             log "${names[$i]} exited; its log:"
             tail -n 30 "$workdir/logs/${names[$i]}.log" >&2 || true
             die "${names[$i]} is not running"
@@ -701,6 +712,9 @@ EOF
         printf '  %-14s exporter http://%s:%s/  agent http://%s:%s/  edge (its path to demo-good) http://%s:%s/\n' \
             "${vantage_names[$v]}" "$HOST" "${vantage_exporter[$v]}" "$HOST" "${vantage_agent[$v]}" "$HOST" "${vantage_edge[$v]}"
     done
+    if [ "$vantages" -gt 0 ]; then
+        echo "  break a path:  kill \$(cat $workdir/vantage/${vantage_names[0]}/edge/nginx.pid)   (${vantage_names[0]}'s edge; ProbeFailedFromMinority after 2m)"
+    fi
     cat <<EOF
   prometheus     $PROM/graph?g0.expr=service%3Aprobe_diagnosis%3Astate%20%3D%3D%201&g0.tab=1
                  $PROM/alerts
