@@ -1924,8 +1924,12 @@ async fn the_oldest_idle_connection_makes_room_for_a_new_one() {
             closed += 1;
         }
     }
+    // At most 8 are open once all 20 are accepted, so at least 12 were
+    // closed. (Not 13: the kernel completes a connect() before the server
+    // accepts it, so the health check may be accepted, answered and closed
+    // before the last idle connections, and then evicts none of them.)
     assert!(
-        closed >= 13,
+        closed >= 12,
         "only {closed} of 20 idle connections were closed"
     );
     // The newest ones are the ones still open.
