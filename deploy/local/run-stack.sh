@@ -222,6 +222,15 @@ wait_http() {
     die "$name did not come up at $url"
 }
 
+# untrack I: forgets the process at index I (reaping it); the cleanup and
+# check_alive no longer see it.
+untrack() {
+    wait "${pids[$1]}" 2>/dev/null || true
+    unset "pids[$1]" "names[$1]"
+    pids=("${pids[@]}")
+    names=("${names[@]}")
+}
+
 # stop_process NAME: stops that process on purpose (a broken path, a
 # stopped exporter) and stops tracking it.
 stop_process() {
@@ -229,10 +238,7 @@ stop_process() {
     for i in "${!names[@]}"; do
         if [ "${names[$i]}" = "$name" ]; then
             kill -TERM "${pids[$i]}" 2>/dev/null || true
-            wait "${pids[$i]}" 2>/dev/null || true
-            unset 'pids[i]' 'names[i]'
-            pids=("${pids[@]}")
-            names=("${names[@]}")
+            untrack "$i"
             log "stopped $name"
             return 0
         fi
@@ -247,11 +253,8 @@ check_alive() {
             # A vantage point's edge is its network path: stopping it is how
             # a path is broken by hand, not a failure of the stack.
             if [[ "${names[$i]}" == edge-* ]]; then
-                wait "${pids[$i]}" 2>/dev/null || true
                 log "${names[$i]} stopped: ${names[$i]#edge-}'s path to demo-good is broken"
-                unset 'pids[i]' 'names[i]'
-                pids=("${pids[@]}")
-                names=("${names[@]}")
+                untrack "$i"
                 check_alive
                 return
             fi
