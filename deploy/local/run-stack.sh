@@ -533,13 +533,16 @@ promtool_check "$workdir/prometheus/prometheus.yml"
 # --- vantage points ------------------------------------------------------------
 # Per vantage point: its name, and free ports for its exporter, agent and edge.
 vantage_names=() vantage_exporter=() vantage_agent=() vantage_edge=()
-free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+if [ "$vantages" -gt 0 ]; then
+    read -r -a vantage_ports <<<"$("$REPO/scripts/free-ports" $((3 * vantages)) "$EXPORTER_PORT" "$PROMETHEUS_PORT" \
+        "$ALERTMANAGER_PORT" "$WEBHOOK_PORT" "$GOOD_PORT" "$BROKEN_PORT" "$ECHO_PORT" "$TLS_PORT")"
+fi
 for ((v = 0; v < vantages; v++)); do
     name="site-$(printf "\\$(printf '%03o' $((97 + v)))")"
     vantage_names+=("$name")
-    vantage_exporter+=("$(free_port)")
-    vantage_agent+=("$(free_port)")
-    vantage_edge+=("$(free_port)")
+    vantage_exporter+=("${vantage_ports[$((3 * v))]}")
+    vantage_agent+=("${vantage_ports[$((3 * v + 1))]}")
+    vantage_edge+=("${vantage_ports[$((3 * v + 2))]}")
     dir="$workdir/vantage/$name"
     mkdir -p "$dir/agent-data" "$dir/edge"
 
