@@ -536,6 +536,7 @@ vantage_names=() vantage_exporter=() vantage_agent=() vantage_edge=()
 if [ "$vantages" -gt 0 ]; then
     read -r -a vantage_ports <<<"$("$REPO/scripts/free-ports" $((3 * vantages)) "$EXPORTER_PORT" "$PROMETHEUS_PORT" \
         "$ALERTMANAGER_PORT" "$WEBHOOK_PORT" "$GOOD_PORT" "$BROKEN_PORT" "$ECHO_PORT" "$TLS_PORT")"
+    [ "${#vantage_ports[@]}" -eq $((3 * vantages)) ] || die "scripts/free-ports did not print $((3 * vantages)) free ports"
 fi
 for ((v = 0; v < vantages; v++)); do
     name="site-$(printf "\\$(printf '%03o' $((97 + v)))")"
