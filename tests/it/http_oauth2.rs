@@ -286,16 +286,8 @@ async fn the_token_endpoint_has_its_own_proxy_keys() {
     );
     let o = probe(&load(&yaml), &target.url("/")).await;
     o.assert_success();
-    let heads = token_proxy.heads();
-    assert_eq!(heads.len(), 1, "{heads:?}");
-    assert!(
-        heads[0].starts_with(&format!("POST {token_url} HTTP/1.1\r\n")),
-        "absolute form: {heads:?}"
-    );
-    assert!(
-        heads[0].contains("Proxy-Authorization: Basic dTpw\r\n"),
-        "{heads:?}"
-    );
+    // Absolute form, with the block's proxy credentials.
+    token_proxy.assert_one_head_as_u_p(&format!("POST {token_url} HTTP/1.1"));
     assert_eq!(tokens.count(), 1);
     // The module's proxy carried the probe only.
     let heads = module_proxy.heads();

@@ -69,6 +69,23 @@ impl Proxy {
     pub fn heads(&self) -> Vec<String> {
         self.heads.lock().unwrap().clone()
     }
+
+    /// Asserts the proxy received exactly one request, whose request line
+    /// is `request_line` (`GET http://... HTTP/1.1`, `CONNECT host:port
+    /// HTTP/1.1`) and which carried the credentials `u:p` in
+    /// `Proxy-Authorization`.
+    pub fn assert_one_head_as_u_p(&self, request_line: &str) {
+        let heads = self.heads();
+        assert_eq!(heads.len(), 1, "{heads:?}");
+        assert!(
+            heads[0].starts_with(&format!("{request_line}\r\n")),
+            "expected {request_line:?}: {heads:?}"
+        );
+        assert!(
+            heads[0].contains("Proxy-Authorization: Basic dTpw\r\n"),
+            "{heads:?}"
+        );
+    }
 }
 
 async fn proxy_connection(mut client: TcpStream, heads: Arc<Mutex<Vec<String>>>) {
