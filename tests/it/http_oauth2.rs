@@ -4,106 +4,34 @@
 //! can fail, each with its reason from the one table.
 
 use std::path::Path;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use bytes::Bytes;
-use http::{HeaderMap, Method, Request, Response, StatusCode, header};
-use http_body_util::{BodyExt, Full};
-use hyper::body::Incoming;
+use http::{Method, Response, StatusCode, header};
+use http_body_util::Full;
 
 use crate::common::closed_addr;
 use crate::common::exporter::Exporter;
-use crate::common::http_server::{Body, TestServer, Tls, redirect, silent_server, text};
+use crate::common::http_server::{Body, TestServer, Tls, redirect, silent_server};
 use crate::common::pki::Pki;
 use crate::common::probe::{Outcome, load_config, run_loaded};
 use crate::common::proxy::Proxy;
+use crate::common::recording::{Log, Seen, ok, slow_recording_server};
 use handshake_exporter::prober::{Config, load_str};
 
 const TIMEOUT: Duration = Duration::from_secs(5);
 const SECRET: &str = "s3cr:et-SECRET";
 const TOKEN_JSON: &str = r#"{"access_token":"tok-123","token_type":"bearer","expires_in":3600}"#;
 
-/// A request a server saw.
-#[derive(Debug, Clone)]
-struct Seen {
-    method: Method,
-    path: String,
-    headers: HeaderMap,
-    body: String,
-}
-
-impl Seen {
-    fn header(&self, name: &str) -> Option<String> {
-        self.headers
-            .get(name)
-            .map(|v| v.to_str().expect("ascii header").to_string())
-    }
-}
-
-#[derive(Clone, Default)]
-struct Seens(Arc<Mutex<Vec<Seen>>>);
-
-impl Seens {
-    fn all(&self) -> Vec<Seen> {
-        self.0.lock().unwrap().clone()
-    }
-
-    fn count(&self) -> usize {
-        self.0.lock().unwrap().len()
-    }
-
-    fn at(&self, path: &str) -> Vec<Seen> {
-        self.all().into_iter().filter(|s| s.path == path).collect()
-    }
-}
-
-/// A server recording every request; `respond` answers after `delay`.
+/// A server recording every request in `log`; `respond` answers `delay`
+/// after the request is recorded.
 fn recording(
-    seens: &Seens,
+    log: &Log,
     delay: Duration,
     respond: impl Fn(&Seen) -> Response<Body> + Send + Sync + 'static,
 ) -> TestServer {
-    recording_with(None, seens, delay, respond)
-}
-
-fn recording_with(
-    tls: Option<Tls>,
-    seens: &Seens,
-    delay: Duration,
-    respond: impl Fn(&Seen) -> Response<Body> + Send + Sync + 'static,
-) -> TestServer {
-    let seens = seens.clone();
-    let respond = Arc::new(respond);
-    let router = move |req: Request<Incoming>| {
-        let (seens, respond) = (seens.clone(), respond.clone());
-        async move {
-            let (parts, body) = req.into_parts();
-            let body = body
-                .collect()
-                .await
-                .map(|b| b.to_bytes())
-                .unwrap_or_default();
-            let seen = Seen {
-                method: parts.method,
-                path: parts
-                    .uri
-                    .path_and_query()
-                    .map(|p| p.as_str().to_string())
-                    .unwrap_or_default(),
-                headers: parts.headers,
-                body: String::from_utf8_lossy(&body).into_owned(),
-            };
-            seens.0.lock().unwrap().push(seen.clone());
-            tokio::time::sleep(delay).await;
-            respond(&seen)
-        }
-    };
-    match tls {
-        None => TestServer::http_async(router),
-        Some(tls) => TestServer::https_async(tls, router),
-    }
+    slow_recording_server(None, log, delay, respond)
 }
 
 fn json(status: StatusCode, body: &str) -> Response<Body> {
@@ -112,10 +40,6 @@ fn json(status: StatusCode, body: &str) -> Response<Body> {
         .header(header::CONTENT_TYPE, "application/json")
         .body(Full::new(Bytes::from(body.to_string())))
         .expect("response")
-}
-
-fn ok(_: &Seen) -> Response<Body> {
-    text(StatusCode::OK, "ok")
 }
 
 /// A config with one http module `m` (ip4) whose `http:` block is `http`
@@ -161,11 +85,11 @@ fn assert_no_secret(o: &Outcome) {
 
 #[tokio::test]
 async fn the_token_is_fetched_and_sent_to_the_target() {
-    let tokens = Seens::default();
+    let tokens = Log::default();
     let token_server = recording(&tokens, Duration::ZERO, |_| {
         json(StatusCode::OK, TOKEN_JSON)
     });
-    let hits = Seens::default();
+    let hits = Log::default();
     let target = recording(&hits, Duration::ZERO, ok);
     let config = load(&oauth2(
         &token_server.url("/oauth/token?tenant=t1"),
@@ -175,7 +99,7 @@ async fn the_token_is_fetched_and_sent_to_the_target() {
     o.assert_success();
     assert_no_secret(&o);
     assert_eq!(
-        hits.at("/ok")[0].header("authorization").as_deref(),
+        hits.at("/ok").header("authorization").as_deref(),
         Some("Bearer tok-123")
     );
 
@@ -207,7 +131,7 @@ async fn the_token_is_fetched_and_sent_to_the_target() {
 
 #[tokio::test]
 async fn token_type_and_form_answers_as_golang_reads_them() {
-    let tokens = Seens::default();
+    let tokens = Log::default();
     let token_server = recording(&tokens, Duration::ZERO, |_| {
         Response::builder()
             .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
@@ -216,7 +140,7 @@ async fn token_type_and_form_answers_as_golang_reads_them() {
             )))
             .expect("response")
     });
-    let hits = Seens::default();
+    let hits = Log::default();
     let target = recording(&hits, Duration::ZERO, ok);
     let config = load(&oauth2(&token_server.url("/t"), ""));
     probe(&config, &target.url("/")).await.assert_success();
@@ -229,14 +153,14 @@ async fn token_type_and_form_answers_as_golang_reads_them() {
 #[tokio::test]
 async fn an_https_token_endpoint_uses_the_blocks_own_tls_config() {
     let pki = Pki::new();
-    let tokens = Seens::default();
-    let token_server = recording_with(
+    let tokens = Log::default();
+    let token_server = slow_recording_server(
         Some(Tls::new(&pki.localhost_leaf())),
         &tokens,
         Duration::ZERO,
         |_| json(StatusCode::OK, TOKEN_JSON),
     );
-    let hits = Seens::default();
+    let hits = Log::default();
     let target = recording(&hits, Duration::ZERO, ok);
     let ca = pki.ca_file();
     // Trusted by the oauth2 block's tls_config: fine.
@@ -268,11 +192,11 @@ async fn an_https_token_endpoint_uses_the_blocks_own_tls_config() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_token_endpoint_has_its_own_proxy_keys() {
-    let tokens = Seens::default();
+    let tokens = Log::default();
     let token_server = recording(&tokens, Duration::ZERO, |_| {
         json(StatusCode::OK, TOKEN_JSON)
     });
-    let hits = Seens::default();
+    let hits = Log::default();
     let target = recording(&hits, Duration::ZERO, ok);
     let (module_proxy, token_proxy) = (Proxy::start().await, Proxy::start().await);
     let token_url = token_server.url("/t");
@@ -301,8 +225,8 @@ async fn the_token_endpoint_has_its_own_proxy_keys() {
     // An https token endpoint is tunnelled with the block's
     // proxy_connect_header.
     let pki = Pki::new();
-    let tls_tokens = Seens::default();
-    let tls_server = recording_with(
+    let tls_tokens = Log::default();
+    let tls_server = slow_recording_server(
         Some(Tls::new(&pki.localhost_leaf())),
         &tls_tokens,
         Duration::ZERO,
@@ -343,7 +267,7 @@ async fn the_token_endpoint_has_its_own_proxy_keys() {
 
 #[tokio::test]
 async fn the_token_is_cached_per_module_until_shortly_before_it_expires() {
-    let tokens = Seens::default();
+    let tokens = Log::default();
     let token_server = recording(&tokens, Duration::from_millis(50), |s| {
         // `/short` hands out tokens that expire within the 10 s margin.
         if s.path == "/short" {
@@ -355,7 +279,7 @@ async fn the_token_is_cached_per_module_until_shortly_before_it_expires() {
             json(StatusCode::OK, TOKEN_JSON)
         }
     });
-    let hits = Seens::default();
+    let hits = Log::default();
     let target = recording(&hits, Duration::ZERO, ok);
 
     let config = load(&oauth2(&token_server.url("/long"), ""));
@@ -398,16 +322,16 @@ async fn the_token_is_cached_per_module_until_shortly_before_it_expires() {
     for _ in 0..2 {
         probe(&config, &target.url("/")).await.assert_success();
     }
-    assert_eq!(tokens.at("/short").len(), 2);
+    assert_eq!(tokens.all_at("/short").len(), 2);
 }
 
 #[tokio::test]
 async fn a_token_without_expires_in_is_reused() {
-    let tokens = Seens::default();
+    let tokens = Log::default();
     let token_server = recording(&tokens, Duration::ZERO, |_| {
         json(StatusCode::OK, r#"{"access_token":"tok-123"}"#)
     });
-    let target = recording(&Seens::default(), Duration::ZERO, ok);
+    let target = recording(&Log::default(), Duration::ZERO, ok);
     let config = load(&oauth2(&token_server.url("/t"), ""));
     for _ in 0..3 {
         probe(&config, &target.url("/")).await.assert_success();
@@ -417,11 +341,11 @@ async fn a_token_without_expires_in_is_reused() {
 
 #[tokio::test]
 async fn concurrent_probes_share_one_fetch() {
-    let tokens = Seens::default();
+    let tokens = Log::default();
     let token_server = recording(&tokens, Duration::from_millis(300), |_| {
         json(StatusCode::OK, TOKEN_JSON)
     });
-    let hits = Seens::default();
+    let hits = Log::default();
     let target = recording(&hits, Duration::ZERO, ok);
     let config = load(&oauth2(&token_server.url("/t"), ""));
     let url = target.url("/");
@@ -443,11 +367,11 @@ async fn client_secret_file_is_read_per_probe() {
     let dir = tempfile::tempdir().expect("tempdir");
     let secret_file = dir.path().join("secret");
     std::fs::write(&secret_file, "first-SECRET\n").expect("write");
-    let tokens = Seens::default();
+    let tokens = Log::default();
     let token_server = recording(&tokens, Duration::ZERO, |_| {
         json(StatusCode::OK, TOKEN_JSON)
     });
-    let target = recording(&Seens::default(), Duration::ZERO, ok);
+    let target = recording(&Log::default(), Duration::ZERO, ok);
     let yaml = format!(
         "oauth2:\n  client_id: id\n  client_secret_file: secret\n  token_url: {}\n",
         token_server.url("/t")
@@ -491,14 +415,14 @@ async fn client_secret_file_is_read_per_probe() {
 
 #[tokio::test]
 async fn a_token_endpoint_refusing_the_client_is_http_status() {
-    let tokens = Seens::default();
+    let tokens = Log::default();
     let token_server = recording(&tokens, Duration::ZERO, |_| {
         json(
             StatusCode::UNAUTHORIZED,
             r#"{"error":"invalid_client","error_description":"bad s3cr:et-SECRET"}"#,
         )
     });
-    let hits = Seens::default();
+    let hits = Log::default();
     let target = recording(&hits, Duration::ZERO, ok);
     let config = load(&oauth2(&token_server.url("/t"), ""));
     let o = probe(&config, &target.url("/")).await;
@@ -520,11 +444,11 @@ async fn a_token_endpoint_refusing_the_client_is_http_status() {
 
 #[tokio::test]
 async fn credentials_in_the_form_are_remembered() {
-    let tokens = Seens::default();
+    let tokens = Log::default();
     // Accepts the credentials in the form only, with tokens that are due
     // at once (expires_in within the 10 s margin).
     let token_server = recording(&tokens, Duration::ZERO, |s| {
-        if s.body.contains("client_secret=") {
+        if s.body_text().contains("client_secret=") {
             json(
                 StatusCode::OK,
                 r#"{"access_token":"tok-123","expires_in":1}"#,
@@ -533,7 +457,7 @@ async fn credentials_in_the_form_are_remembered() {
             json(StatusCode::BAD_REQUEST, r#"{"error":"invalid_request"}"#)
         }
     });
-    let target = recording(&Seens::default(), Duration::ZERO, ok);
+    let target = recording(&Log::default(), Duration::ZERO, ok);
     let config = load(&oauth2(
         &token_server.url("/t"),
         "endpoint_params:\n  grant_type: custom",
@@ -542,7 +466,7 @@ async fn credentials_in_the_form_are_remembered() {
     assert_eq!(tokens.count(), 2);
     // endpoint_params may override grant_type (golang allows it).
     assert!(
-        tokens.all()[1].body.contains("grant_type=custom"),
+        tokens.all()[1].body_text().contains("grant_type=custom"),
         "{:?}",
         tokens.all()
     );
@@ -550,7 +474,7 @@ async fn credentials_in_the_form_are_remembered() {
     probe(&config, &target.url("/")).await.assert_success();
     let fetches = tokens.all();
     assert_eq!(fetches.len(), 3, "{fetches:#?}");
-    assert!(fetches[2].body.contains("client_secret="));
+    assert!(fetches[2].body_text().contains("client_secret="));
 }
 
 #[tokio::test]
@@ -566,10 +490,10 @@ async fn a_token_answer_without_an_access_token_is_http_status() {
             ),
         ),
     ] {
-        let token_server = recording(&Seens::default(), Duration::ZERO, move |_| {
+        let token_server = recording(&Log::default(), Duration::ZERO, move |_| {
             json(StatusCode::OK, &answer)
         });
-        let hits = Seens::default();
+        let hits = Log::default();
         let target = recording(&hits, Duration::ZERO, ok);
         let config = load(&oauth2(&token_server.url("/t"), ""));
         let o = probe(&config, &target.url("/")).await;
@@ -582,7 +506,7 @@ async fn a_token_answer_without_an_access_token_is_http_status() {
 
 #[tokio::test]
 async fn a_refused_token_endpoint_is_connect_refused() {
-    let hits = Seens::default();
+    let hits = Log::default();
     let target = recording(&hits, Duration::ZERO, ok);
     let config = load(&oauth2(&format!("http://{}/token", closed_addr()), ""));
     let o = probe(&config, &target.url("/")).await;
@@ -595,7 +519,7 @@ async fn a_refused_token_endpoint_is_connect_refused() {
 #[tokio::test]
 async fn a_silent_token_endpoint_times_out_within_the_deadline() {
     let silent = silent_server();
-    let hits = Seens::default();
+    let hits = Log::default();
     let target = recording(&hits, Duration::ZERO, ok);
     let config = load(&oauth2(&silent.url("/token"), ""));
     let start = Instant::now();
@@ -610,11 +534,11 @@ async fn a_silent_token_endpoint_times_out_within_the_deadline() {
 
 #[tokio::test]
 async fn a_forbidden_token_endpoint_is_target_forbidden() {
-    let tokens = Seens::default();
+    let tokens = Log::default();
     let token_server = recording(&tokens, Duration::ZERO, |_| {
         json(StatusCode::OK, TOKEN_JSON)
     });
-    let hits = Seens::default();
+    let hits = Log::default();
     let target = recording(&hits, Duration::ZERO, ok);
     // The target is 127.0.0.1; the token endpoint, by name, is denied.
     let yaml = config_yaml(
@@ -644,11 +568,11 @@ async fn a_forbidden_token_endpoint_is_target_forbidden() {
 
 #[tokio::test]
 async fn a_redirect_to_another_host_gets_no_token() {
-    let tokens = Seens::default();
+    let tokens = Log::default();
     let token_server = recording(&tokens, Duration::ZERO, |_| {
         json(StatusCode::OK, TOKEN_JSON)
     });
-    let hits = Seens::default();
+    let hits = Log::default();
     let other = recording(&hits, Duration::ZERO, ok);
     let elsewhere = other.url_with_host("localhost", "/elsewhere");
     let same_host = other.url("/same");
@@ -662,10 +586,10 @@ async fn a_redirect_to_another_host_gets_no_token() {
     o.assert_success();
     assert_no_secret(&o);
     assert_eq!(
-        hits.at("/to-other")[0].header("authorization").as_deref(),
+        hits.at("/to-other").header("authorization").as_deref(),
         Some("Bearer tok-123")
     );
-    assert_eq!(hits.at("/elsewhere")[0].header("authorization"), None);
+    assert_eq!(hits.at("/elsewhere").header("authorization"), None);
     assert!(
         o.log.contains("not sending the module's credentials"),
         "{}",
@@ -676,7 +600,7 @@ async fn a_redirect_to_another_host_gets_no_token() {
     let o = probe(&config, &origin.url("/to-same")).await;
     o.assert_success();
     assert_eq!(
-        hits.at("/same")[0].header("authorization").as_deref(),
+        hits.at("/same").header("authorization").as_deref(),
         Some("Bearer tok-123")
     );
     assert_eq!(tokens.count(), 1);

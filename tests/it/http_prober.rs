@@ -21,9 +21,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, header};
-use http_body_util::BodyExt;
-use hyper::body::Incoming;
+use http::{HeaderValue, Method, Response, StatusCode, header};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
@@ -38,6 +36,7 @@ use crate::common::http_server::{
 use crate::common::pki::{Leaf, Pki, Validity, localhost_ip};
 use crate::common::probe::{Outcome, load_config, run_in, run_loaded};
 use crate::common::proxy::{Proxy, read_head};
+use crate::common::recording::{Log, Respond, Seen, ok, recording_server, seen_of};
 use crate::common::tls_server::ServerTls;
 use handshake_exporter::prober::Config;
 
@@ -148,131 +147,8 @@ fn write_file(dir: &Path, name: &str, contents: &str) -> PathBuf {
 }
 
 // ---------------------------------------------------------------------------
-// Recording what servers saw
+// Responses (requests are recorded by `common::recording`)
 // ---------------------------------------------------------------------------
-
-/// One request as a server saw it.
-#[derive(Clone, Debug)]
-struct Seen {
-    method: Method,
-    /// Path and query.
-    path: String,
-    version: http::Version,
-    /// `Host`, or the URI authority (HTTP/2).
-    host: Option<String>,
-    headers: HeaderMap,
-    body: Bytes,
-    /// TLS SNI (custom TLS servers only).
-    sni: Option<String>,
-    /// A client certificate was presented (custom TLS servers only).
-    client_cert: bool,
-}
-
-impl Seen {
-    fn header(&self, name: &str) -> Option<String> {
-        self.headers
-            .get(name)
-            .map(|v| v.to_str().expect("ascii header").to_string())
-    }
-
-    fn header_all(&self, name: &str) -> Vec<String> {
-        self.headers
-            .get_all(name)
-            .iter()
-            .map(|v| v.to_str().expect("ascii header").to_string())
-            .collect()
-    }
-}
-
-#[derive(Clone, Default)]
-struct Log(Arc<Mutex<Vec<Seen>>>);
-
-impl Log {
-    fn push(&self, seen: Seen) {
-        self.0.lock().unwrap().push(seen);
-    }
-
-    fn all(&self) -> Vec<Seen> {
-        self.0.lock().unwrap().clone()
-    }
-
-    /// The only request seen.
-    fn one(&self) -> Seen {
-        let all = self.all();
-        assert_eq!(all.len(), 1, "expected one request, got {all:#?}");
-        all.into_iter().next().unwrap()
-    }
-
-    fn paths(&self) -> Vec<String> {
-        self.all().into_iter().map(|s| s.path).collect()
-    }
-
-    fn at(&self, path: &str) -> Seen {
-        self.all()
-            .into_iter()
-            .find(|s| s.path == path)
-            .unwrap_or_else(|| panic!("no request for {path}: {:?}", self.paths()))
-    }
-}
-
-async fn seen_of(req: Request<Incoming>, sni: Option<String>, client_cert: bool) -> Seen {
-    let (parts, body) = req.into_parts();
-    let body = body
-        .collect()
-        .await
-        .map(|b| b.to_bytes())
-        .unwrap_or_default();
-    let host = parts
-        .headers
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .map(str::to_string)
-        .or_else(|| parts.uri.authority().map(|a| a.to_string()));
-    Seen {
-        method: parts.method,
-        path: parts
-            .uri
-            .path_and_query()
-            .map(|p| p.to_string())
-            .unwrap_or_default(),
-        version: parts.version,
-        host,
-        headers: parts.headers,
-        body,
-        sni,
-        client_cert,
-    }
-}
-
-type Respond = Arc<dyn Fn(&Seen) -> Response<Body> + Send + Sync>;
-
-/// A `TestServer` (plain, or TLS with `tls`) that records every request in
-/// `log` and answers with `respond`.
-fn recording_server(
-    tls: Option<Tls>,
-    log: &Log,
-    respond: impl Fn(&Seen) -> Response<Body> + Send + Sync + 'static,
-) -> TestServer {
-    let log = log.clone();
-    let respond: Respond = Arc::new(respond);
-    let router = move |req: Request<Incoming>| {
-        let (log, respond) = (log.clone(), respond.clone());
-        async move {
-            let seen = seen_of(req, None, false).await;
-            let resp = respond(&seen);
-            log.push(seen);
-            resp
-        }
-    };
-    match tls {
-        None => TestServer::http_async(router),
-        Some(tls) => TestServer::https_async(tls, router),
-    }
-}
-
-fn ok(_: &Seen) -> Response<Body> {
-    text(StatusCode::OK, "ok")
-}
 
 fn with_header(mut resp: Response<Body>, name: &'static str, value: &str) -> Response<Body> {
     resp.headers_mut().append(

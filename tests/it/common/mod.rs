@@ -21,6 +21,7 @@ pub mod pki;
 pub mod probe;
 pub mod prometheus;
 pub mod proxy;
+pub mod recording;
 pub mod tls_server;
 pub mod ws_backend;
 pub mod ws_server;
